@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` (the main job on the built-in demo data) and
+# `make test`.  Both create .venv on first use and install into it; later runs reuse it.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Re-install only when the requirements change.
+STAMP := $(VENV)/.installed-$(shell cat setup.py Makefile | cksum | cut -d' ' -f1)
+
+.PHONY: install demo test clean-demo
+
+install: $(STAMP)
+
+$(STAMP): setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet torch==2.11.0 torchaudio==2.11.0 numpy==2.4.6 cython
+	@# fairseq-fixed compiles against the installed torch; a fairseq the user brought is kept.
+	@$(PY) -c "import fairseq" 2>/dev/null \
+		|| $(PY) -m pip install --quiet --no-build-isolation fairseq-fixed==0.12.3.1
+	$(PY) -m pip install --quiet -e ".[test]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: install
+	$(PY) scripts/run_demo.py
+
+test: install
+	$(PY) -m pytest -q tests
+
+clean-demo:
+	rm -rf data/demo manifests/demo outputs/demo

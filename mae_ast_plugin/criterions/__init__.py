@@ -1,0 +1,1 @@
+from . import mae_ast_criterion  # noqa: F401

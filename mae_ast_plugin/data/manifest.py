@@ -1,0 +1,108 @@
+"""fairseq tsv manifests: line 1 is the audio root, then ``relative/path<TAB>num_samples``.
+
+``num_samples`` is the clip length in samples at the file's native rate (``soundfile.info().frames``),
+as fairseq's ``wav2vec_manifest.py`` writes it.  Paths are kept in one UTF-8 blob with offsets
+rather than a list of Python strings, so a 2M-line manifest costs tens of MB per loader worker
+and its pages stay shared after fork.
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+class ManifestError(ValueError):
+    pass
+
+
+@dataclass
+class Manifest:
+    path: str
+    root: str
+    sizes: np.ndarray  # int64 samples at the native rate
+    line_numbers: np.ndarray  # 1-based line of each entry in ``path``
+    _blob: bytes
+    _offsets: np.ndarray  # len(self) + 1 offsets into _blob
+    num_skipped_lines: int = 0
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def relative_path(self, index: int) -> str:
+        return self._blob[self._offsets[index] : self._offsets[index + 1]].decode("utf-8")
+
+    def audio_path(self, index: int) -> str:
+        return os.path.join(self.root, self.relative_path(index))
+
+    def where(self, index: int) -> str:
+        """``manifest:line (file)`` for error messages."""
+        return f"{self.path}:{self.line_numbers[index]} ({self.audio_path(index)})"
+
+
+def read_manifest(path: str, skip_invalid: bool = False, min_samples: int = 0) -> Manifest:
+    """Parse a manifest; malformed lines raise :class:`ManifestError` naming the file and line,
+    or, with ``skip_invalid``, are logged and counted.  Entries shorter than ``min_samples``
+    are dropped and counted (the ``min_sample_size`` filter)."""
+    if not os.path.isfile(path):
+        raise ManifestError(
+            f"manifest {path} not found: create it with a prep script (see scripts/) or point "
+            "task.data at the directory that holds {split}.tsv"
+        )
+    with open(path, "r", encoding="utf-8") as handle:
+        root = handle.readline().rstrip("\n\r")
+        if not root or "\t" in root:
+            raise ManifestError(
+                f"{path}:1: the first line must be the audio root directory, got {root!r}"
+            )
+        sizes, line_numbers, offsets, chunks = [], [], [0], []
+        skipped_lines = too_short = 0
+        for line_no, line in enumerate(handle, start=2):
+            line = line.rstrip("\n\r")
+            if not line:
+                continue
+            fields = line.split("\t")
+            problem = None
+            if len(fields) != 2:
+                problem = f"expected 2 tab-separated fields (path, num_samples), got {len(fields)}"
+            else:
+                try:
+                    size = int(fields[1])
+                    if size < 0:
+                        problem = f"num_samples must be >= 0, got {size}"
+                except ValueError:
+                    problem = f"num_samples must be an integer, got {fields[1]!r}"
+            if problem is not None:
+                message = f"{path}:{line_no}: {problem}: {line!r}"
+                if not skip_invalid:
+                    raise ManifestError(
+                        message + " (fix the line, or set task.skip_invalid=true to skip it)"
+                    )
+                logger.warning("skipping %s", message)
+                skipped_lines += 1
+                continue
+            if size < min_samples:
+                too_short += 1
+                continue
+            encoded = fields[0].encode("utf-8")
+            chunks.append(encoded)
+            offsets.append(offsets[-1] + len(encoded))
+            sizes.append(size)
+            line_numbers.append(line_no)
+    if too_short:
+        logger.info("%s: dropped %d clips shorter than %d samples", path, too_short, min_samples)
+    if not sizes:
+        raise ManifestError(f"{path}: no usable entries (skipped {skipped_lines + too_short})")
+    logger.info("%s: %d clips, root %s", path, len(sizes), root)
+    return Manifest(
+        path=path,
+        root=root,
+        sizes=np.asarray(sizes, dtype=np.int64),
+        line_numbers=np.asarray(line_numbers, dtype=np.int64),
+        _blob=b"".join(chunks),
+        _offsets=np.asarray(offsets, dtype=np.int64),
+        num_skipped_lines=skipped_lines,
+    )

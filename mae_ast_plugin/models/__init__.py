@@ -1,0 +1,1 @@
+from . import mae_ast  # noqa: F401

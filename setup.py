@@ -1,0 +1,40 @@
+"""Packaging for mae_ast_plugin.
+
+fairseq is deliberately not an install requirement: PyPI's fairseq 0.12.2 does not import on
+Python 3.11+, and the working fork (fairseq-fixed) must be compiled against the installed
+torch with ``--no-build-isolation``, which pip cannot arrange through install_requires.  Users
+with their own fairseq keep it; everyone else runs ``make install`` (see the Makefile) or
+``pip install --no-build-isolation fairseq-fixed==0.12.3.1`` after torch.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mae_ast_plugin",
+    version="0.1.0",
+    description="MAE-AST (Masked Autoencoding Audio Spectrogram Transformer) as a fairseq plugin",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11,<3.13",
+    packages=find_packages(include=["mae_ast_plugin", "mae_ast_plugin.*"]),
+    install_requires=[
+        "torch==2.11.0",
+        "torchaudio==2.11.0",
+        "numpy==2.4.6",
+        "soundfile==0.14.0",
+        "sentencepiece==0.2.3",
+        "tensorboardX==2.6.5",  # fairseq's tensorboard logging
+        "matplotlib==3.11.2",  # reconstruction and loss plots
+        "espeakng-loader==ESPEAK_VERSION",  # bundled espeak-ng: the demo corpus needs no system package
+    ],
+    extras_require={
+        "fairseq": ["fairseq-fixed==0.12.3.1"],
+        "test": ["pytest==9.2.0"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

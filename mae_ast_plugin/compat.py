@@ -125,9 +125,10 @@ def upgrade_authors_cfg(cfg: DictConfig) -> None:
             task.pop(key, None)
 
 
-def drop_authors_buffers(state_dict, prefix: str = "") -> None:
+def drop_authors_buffers(state_dict, prefix: str = "", keep=()) -> None:
     """Remove the authors' stored sinusoid tables (after checking they match ours) and their
-    unused ``layer_norm`` and ``encoder_mask_emb`` parameters."""
+    unused ``layer_norm`` and ``encoder_mask_emb`` parameters, unless named in ``keep`` (a model
+    that does use a parameter of that name)."""
     from .models.tokens import sinusoidal_positions
 
     for name in ("enc_sine_pos_embed.pe", "dec_sine_pos_embed.pe"):
@@ -138,7 +139,8 @@ def drop_authors_buffers(state_dict, prefix: str = "") -> None:
             error = (table - ours).abs().max().item()
             _require(error < 1e-3, f"{name} differs from the standard sinusoid table by {error}")
     for name in ("layer_norm.weight", "layer_norm.bias", "encoder_mask_emb"):
-        state_dict.pop(prefix + name, None)
+        if name not in keep:
+            state_dict.pop(prefix + name, None)
 
 
 def install_checkpoint_upgrade() -> None:

@@ -209,7 +209,7 @@ class MaeAstModel(BaseFairseqModel):
 
     def upgrade_state_dict_named(self, state_dict, name):
         super().upgrade_state_dict_named(state_dict, name)
-        drop_authors_buffers(state_dict, f"{name}." if name else "")
+        drop_authors_buffers(state_dict, f"{name}." if name else "", keep=self.state_dict().keys())
         return state_dict
 
     def remove_pretraining_modules(self):

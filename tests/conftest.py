@@ -1,0 +1,82 @@
+"""Shared test helpers: small generated audio corpora and a fairseq-hydra-train runner."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+REPO = Path(__file__).resolve().parents[1]
+HYDRA_TRAIN = str(Path(sys.executable).parent / "fairseq-hydra-train")
+
+# A model small enough for a few CPU updates in a second or two.
+TINY_MODEL = [
+    "model.encoder_layers=2",
+    "model.encoder_embed_dim=32",
+    "model.decoder_embed_dim=32",
+    "model.encoder_ffn_embed_dim=64",
+    "model.encoder_attention_heads=2",
+    "model.decoder_layers=1",
+]
+
+
+def synth_clip(rng: np.random.Generator, seconds: float, sample_rate: int, channels: int = 1):
+    """A chirp with harmonics and noise: structured enough to learn from, cheap to make."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = rng.uniform(120, 900)
+    sweep = f0 * (1 + rng.uniform(-0.5, 0.5) * t / max(seconds, 1e-3))
+    phase = 2 * np.pi * np.cumsum(sweep) / sample_rate
+    wave = sum(np.sin(k * phase) / k for k in (1, 2, 3)) * 0.2
+    wave = wave + 0.02 * rng.standard_normal(len(t))
+    if channels > 1:
+        wave = np.stack([wave, 0.5 * wave], axis=1)
+    return wave.astype(np.float32)
+
+
+def write_corpus(root: Path, splits: dict, seed: int = 0, min_s: float = 0.8, max_s: float = 2.5):
+    """Write wavs and fairseq manifests ``{split}.tsv`` under ``root``; ``splits`` maps a split
+    name to a clip count.  Every third clip is 22.05 kHz and every fifth is stereo, so resampling
+    and mixdown are exercised."""
+    rng = np.random.default_rng(seed)
+    audio = root / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    for split, count in splits.items():
+        lines = [str(audio)]
+        for i in range(count):
+            rate = 22050 if i % 3 == 2 else 16000
+            clip = synth_clip(rng, rng.uniform(min_s, max_s), rate, channels=2 if i % 5 == 4 else 1)
+            name = f"{split}_{i:03d}.wav"
+            soundfile.write(audio / name, clip, rate)
+            lines.append(f"{name}\t{clip.shape[0]}")
+        (root / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("tiny_corpus"), {"train": 24, "valid": 6})
+
+
+def hydra_train(config_name: str, overrides, config_dir="config/pretrain", check=True, timeout=600):
+    """Run ``fairseq-hydra-train`` from the repository root, as a user would."""
+    cmd = [
+        HYDRA_TRAIN,
+        "--config-dir",
+        config_dir,
+        "--config-name",
+        config_name,
+        "common.user_dir=mae_ast_plugin",
+        *overrides,
+    ]
+    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"fairseq-hydra-train failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc

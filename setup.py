@@ -26,7 +26,7 @@ setup(
         "sentencepiece==0.2.3",
         "tensorboardX==2.6.5",  # fairseq's tensorboard logging
         "matplotlib==3.11.2",  # reconstruction and loss plots
-        "espeakng-loader==ESPEAK_VERSION",  # bundled espeak-ng: the demo corpus needs no system package
+        "espeakng-loader==0.2.4",  # bundled espeak-ng: the demo corpus needs no system package
     ],
     extras_require={
         "fairseq": ["fairseq-fixed==0.12.3.1"],

@@ -1,11 +1,12 @@
-"""mae_ast_plugin: MAE-AST pretraining for fairseq (use as ``common.user_dir=mae_ast_plugin``).
+"""mae_ast_plugin: MAE-AST for fairseq (use as ``common.user_dir=mae_ast_plugin``).
 
-Importing the package registers the task ``mae_ast_pretraining``, the model ``mae_ast`` and the
-criterion ``mae_ast`` with fairseq.
+Importing the package registers its tasks, models and criteria with fairseq (``mae_ast_pretraining``,
+``mae_ast``, ...), and lets fairseq load the authors' checkpoints (see compat.py).
 """
 
 from . import criterions, data, models, tasks  # noqa: F401  (registration side effects)
 from .compat import install_checkpoint_upgrade
+from .encoder import MaeAstEncoder, load_encoder  # noqa: F401
 
 install_checkpoint_upgrade()  # the authors' checkpoints load through every fairseq path
 

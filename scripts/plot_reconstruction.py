@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Plot a pretraining checkpoint's masked reconstruction of one audio file.
+
+    python scripts/plot_reconstruction.py CHECKPOINT AUDIO [--out recon.png] [--seed 0]
+
+Writes a PNG with three panels: the normalised input filterbank, the masked input (masked
+tokens in grey) and the reconstruction (visible tokens from the input, masked ones predicted).
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import mae_ast_plugin  # noqa: E402,F401  (registers the plugin, upgrades authors' checkpoints)
+from mae_ast_plugin.checkpoints import build_pretrained_model, features_config, read_checkpoint  # noqa: E402
+from mae_ast_plugin.features import compute_fbank, load_audio  # noqa: E402
+from mae_ast_plugin.plotting import plot_reconstruction, reconstruction_images  # noqa: E402
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="pretraining checkpoint (mae_ast or ssast)")
+    parser.add_argument("audio", help="any soundfile-readable audio file")
+    parser.add_argument("--out", default="reconstruction.png", help="output PNG")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the mask")
+    parser.add_argument("--max-seconds", type=float, default=10.0, help="plot at most this much audio")
+    return parser
+
+
+def main(args):
+    state = read_checkpoint(args.checkpoint)
+    model = build_pretrained_model(state)
+    features = features_config(state["cfg"])
+    waveform = load_audio(args.audio, features.sample_rate)
+    waveform = waveform[: int(args.max_seconds * features.sample_rate)]
+    fbank = compute_fbank(waveform, features)
+    images = reconstruction_images(model, fbank, seed=args.seed)
+    title = f"{os.path.basename(args.audio)} - {model.cfg.mask_type} masking, ratio {model.cfg.mask_ratio}"
+    plot_reconstruction(images, args.out, title=title)
+    masked = torch.isnan(torch.from_numpy(images[1])).float().mean().item()
+    print(f"wrote {args.out} ({masked:.0%} of the plotted frames x bins masked)")
+
+
+if __name__ == "__main__":
+    main(get_parser().parse_args())

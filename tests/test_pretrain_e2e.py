@@ -1,0 +1,106 @@
+"""fairseq-hydra-train runs of the shipped configs, checkpoint loading and resuming."""
+
+import json
+import re
+
+import pytest
+import torch
+
+import mae_ast_plugin  # noqa: F401
+from conftest import TINY_MODEL, hydra_train
+from fairseq import checkpoint_utils
+
+
+def records(stdout, tag):
+    return [json.loads(m) for m in re.findall(r"\[" + tag + r"\]\[INFO\] - (\{.*\})", stdout)]
+
+
+def short_run(corpus, run_dir, max_update, *extra, config="mae_ast_patch"):
+    return hydra_train(
+        config,
+        [
+            f"task.data={corpus}",
+            *TINY_MODEL,
+            f"optimization.max_update={max_update}",
+            "dataset.max_tokens=160000",
+            "dataset.num_workers=0",
+            "common.log_interval=1",
+            "common.amp=false",
+            "dataset.validate_interval_updates=2",
+            f"hydra.run.dir={run_dir}",
+            *extra,
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def patch_run(tiny_corpus, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("patch_run")
+    proc = short_run(tiny_corpus, run_dir, 3)
+    return run_dir, proc
+
+
+def test_patch_config_trains_and_logs_natural_units(patch_run):
+    run_dir, proc = patch_run
+    train = records(proc.stdout, "train_inner")
+    assert [int(r["num_updates"]) for r in train] == [1, 2, 3]
+    for r in train:
+        for key in ("loss", "loss_recon", "loss_infonce", "infonce_acc"):
+            assert key in r
+        assert "ppl" not in r and "nll_loss" not in r
+        # loss = 10 x MSE + 1 x InfoNCE, per clip, in nats
+        assert float(r["loss"]) == pytest.approx(10 * float(r["loss_recon"]) + float(r["loss_infonce"]), abs=2e-3)
+    valid = records(proc.stdout, "valid")
+    assert valid and "valid_loss" in valid[-1]
+    assert (run_dir / "checkpoints" / "checkpoint_last.pt").is_file()
+
+
+def test_checkpoint_loads_with_fairseq(patch_run):
+    run_dir, _ = patch_run
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(run_dir / "checkpoints" / "checkpoint_last.pt")]
+    )
+    model = models[0].eval()
+    assert type(model).__name__ == "MaeAstModel"
+    assert cfg.task.features.num_mel_bins == 128  # the feature configuration travels along
+    with torch.no_grad():
+        out = model(torch.randn(1, 200, 128), mask=False)
+    assert out["x"].shape == (1, 12 * 8, 32)
+
+
+def test_resume_from_checkpoint_last(tiny_corpus, tmp_path):
+    run_dir = tmp_path / "resume"
+    short_run(tiny_corpus, run_dir, 2)
+    proc = short_run(tiny_corpus, run_dir, 4)
+    assert "Loaded checkpoint" in proc.stdout and "@ 2 updates" in proc.stdout
+    assert [int(r["num_updates"]) for r in records(proc.stdout, "train_inner")] == [3, 4]
+    state = torch.load(run_dir / "checkpoints" / "checkpoint_last.pt", weights_only=False)
+    assert state["optimizer_history"][-1]["num_updates"] == 4
+
+
+@pytest.mark.parametrize("config", ["mae_ast_frame", "demo"])
+def test_other_configs_compose_and_train(tiny_corpus, tmp_path, config):
+    proc = short_run(tiny_corpus, tmp_path / config, 2, config=config)
+    assert len(records(proc.stdout, "train_inner")) == 2
+    state = torch.load(tmp_path / config / "checkpoints" / "checkpoint_last.pt", weights_only=False)
+    expected_tokens = (2, 128) if config == "mae_ast_frame" else (16, 16)
+    assert (state["cfg"]["model"]["token_frames"], state["cfg"]["model"]["token_mel_bins"]) == expected_tokens
+    assert state["cfg"]["model"]["mask_type"] == ("random" if config == "mae_ast_frame" else "chunk")
+
+
+def test_documented_launch_line_resolves_relative_paths(tiny_corpus, tmp_path):
+    """From the repository root, with hydra.job.chdir false, relative paths work."""
+    import shutil
+
+    from conftest import REPO
+
+    rel = REPO / "outputs" / "pytest_relative_data"
+    shutil.rmtree(rel, ignore_errors=True)
+    shutil.copytree(tiny_corpus, rel)
+    try:
+        proc = short_run("outputs/pytest_relative_data", "outputs/pytest_relative_run", 1)
+        assert (REPO / "outputs" / "pytest_relative_run" / "checkpoints" / "checkpoint_last.pt").is_file()
+        assert proc.returncode == 0
+    finally:
+        shutil.rmtree(rel, ignore_errors=True)
+        shutil.rmtree(REPO / "outputs" / "pytest_relative_run", ignore_errors=True)

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Embed every clip of a manifest with a checkpoint's encoder.
+
+    python scripts/extract_features.py CHECKPOINT MANIFEST.tsv OUT_DIR [--layer K] [--pooling mean|tokens]
+
+Writes ``OUT_DIR/features/NNNNNNNN.npy`` per manifest row (row 0 is the first clip): the
+mean over the clip's tokens (``mean``, shape (C,)) or every token (``tokens``, shape (L, C)) of
+encoder layer K (default: the last), and ``OUT_DIR/index.tsv`` (row, audio path, npy file,
+tokens).  Every file is written under a temporary name and renamed, so an interrupted run can
+be restarted with the same command: finished clips are skipped.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mae_ast_plugin import load_encoder  # noqa: E402
+from mae_ast_plugin.data.manifest import read_manifest  # noqa: E402
+from mae_ast_plugin.features import AudioError, load_audio  # noqa: E402
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="pretraining or fine-tuning checkpoint (ours or the authors')")
+    parser.add_argument("manifest", help="fairseq tsv manifest")
+    parser.add_argument("out_dir", help="output directory")
+    parser.add_argument("--layer", type=int, default=None, help="encoder layer, 1-based (default: last)")
+    parser.add_argument("--pooling", choices=("mean", "tokens"), default="mean")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-invalid", action="store_true", help="log and count unreadable clips")
+    return parser
+
+
+def atomic_save(path: str, array: np.ndarray):
+    tmp = path + ".tmp.npy"
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: str, text: str):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def check_settings(out_dir: str, settings: dict):
+    """Refuse to mix features of different settings in one directory."""
+    path = os.path.join(out_dir, "settings.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            previous = json.load(handle)
+        if previous != settings:
+            raise SystemExit(
+                f"{out_dir} holds features made with other settings ({previous}); "
+                "use another output directory"
+            )
+    else:
+        atomic_write_text(path, json.dumps(settings, indent=1) + "\n")
+
+
+def main(args):
+    from tqdm import tqdm
+
+    encoder = load_encoder(args.checkpoint, device=args.device)
+    layer = args.layer or encoder.num_layers
+    manifest = read_manifest(args.manifest, skip_invalid=args.skip_invalid)
+    feature_dir = os.path.join(args.out_dir, "features")
+    os.makedirs(feature_dir, exist_ok=True)
+    check_settings(
+        args.out_dir,
+        {"checkpoint": os.path.abspath(args.checkpoint), "manifest": os.path.abspath(args.manifest),
+         "layer": layer, "pooling": args.pooling},
+    )
+
+    def npy_path(row):
+        return os.path.join(feature_dir, f"{row:08d}.npy")
+
+    # Longest first, so each batch holds clips of similar length.
+    todo = [row for row in np.argsort(-manifest.sizes, kind="stable") if not os.path.exists(npy_path(row))]
+    done_before = len(manifest) - len(todo)
+    skipped = []
+    for start in tqdm(range(0, len(todo), args.batch_size), desc="batches", unit="batch"):
+        rows, waves = [], []
+        for row in todo[start : start + args.batch_size]:
+            try:
+                waves.append(load_audio(manifest.audio_path(row), encoder.features.sample_rate))
+                rows.append(row)
+            except AudioError as err:
+                if not args.skip_invalid:
+                    raise SystemExit(f"{manifest.where(row)}: {err} (or pass --skip-invalid)")
+                print(f"skipping {manifest.where(row)}: {err}", file=sys.stderr)
+                skipped.append(row)
+        if not rows:
+            continue
+        out = encoder.extract_features(waves, encoder.features.sample_rate, layer=layer)
+        for i, row in enumerate(rows):
+            tokens = out.last_hidden_state[i][~out.padding_mask[i]].float().cpu().numpy()
+            atomic_save(npy_path(row), tokens.mean(0) if args.pooling == "mean" else tokens)
+
+    lines = ["row\taudio\tfeatures\tshape"]
+    for row in range(len(manifest)):
+        if os.path.exists(npy_path(row)):
+            shape = np.load(npy_path(row), mmap_mode="r").shape
+            lines.append(f"{row}\t{manifest.relative_path(row)}\tfeatures/{row:08d}.npy\t{'x'.join(map(str, shape))}")
+    atomic_write_text(os.path.join(args.out_dir, "index.tsv"), "\n".join(lines) + "\n")
+    print(
+        f"{len(todo) - len(skipped)} clips embedded, {done_before} already done, {len(skipped)} skipped; "
+        f"layer {layer}, {args.pooling} pooling -> {args.out_dir}"
+    )
+
+
+if __name__ == "__main__":
+    main(get_parser().parse_args())

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Write emotion-recognition manifests for IEMOCAP (SUPERB's 4-class, 5-fold protocol).
+
+ROOT is ``IEMOCAP_full_release/`` with ``Session{1..5}/sentences/wav/{dialog}/{utt}.wav`` and
+the annotations ``Session{n}/dialog/EmoEvaluation/{dialog}.txt``, whose utterance lines read
+``[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000, 2.5000, 2.5000]``.
+
+Utterances labelled neu, hap, exc (merged into hap), ang and sad are kept, as the 4 classes
+neu, hap, ang, sad; other labels are dropped and counted.  For k = 1..5, ``{dest}/fold{k}/``
+gets ``train``, ``valid``, ``test`` (``.tsv`` + ``.lbl``) and ``labels.csv``: test = Session k,
+valid = a deterministic, class-stratified 20% of the other four sessions, train = the rest.
+
+Example (from the repository root):
+    python scripts/prepare_iemocap.py /data/IEMOCAP_full_release --dest manifests/iemocap
+"""
+
+import importlib.util
+import os
+import re
+import sys
+from collections import Counter
+
+if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use this checkout
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mae_ast_plugin.data.prep_utils import (  # noqa: E402
+    ClassInfo,
+    Entry,
+    PrepError,
+    PrepSummary,
+    existing_dir,
+    make_parser,
+    measure_clips,
+    run_cli,
+    split_rng,
+    stratified_holdout,
+    write_outputs,
+)
+
+NUM_SESSIONS = 5
+CLASSES = ("neu", "hap", "ang", "sad")
+EMOTION_TO_CLASS = {"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad": "sad"}
+# "[start - end]<TAB>utterance<TAB>emotion<TAB>[v, a, d]"; other lines are headers or ratings.
+UTTERANCE_LINE = re.compile(r"^\[[\d.]+ - [\d.]+\]\t(\S+)\t(\S+)\t")
+
+
+def get_parser():
+    parser = make_parser(__doc__, "IEMOCAP_full_release directory (holds Session1..Session5)")
+    parser.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.2,
+        help="fraction of each class in the four training sessions held out for validation "
+        "(default: %(default)s)",
+    )
+    return parser
+
+
+def read_session(root: str, session: int, summary: PrepSummary, kept: Counter):
+    """Labelled utterances of one session as ``Entry`` objects, sorted by path; ``kept``
+    counts the original emotion labels of the kept utterances."""
+    session_dir = existing_dir(os.path.join(root, f"Session{session}"), "IEMOCAP session")
+    emo_dir = existing_dir(
+        os.path.join(session_dir, "dialog", "EmoEvaluation"), "IEMOCAP annotation directory"
+    )
+    wav_dir = os.path.join(session_dir, "sentences", "wav")
+    entries, seen = [], {}
+    for name in sorted(os.listdir(emo_dir)):
+        path = os.path.join(emo_dir, name)
+        if name.startswith(".") or not name.endswith(".txt") or not os.path.isfile(path):
+            continue  # Categorical/, Attribute/... hold per-annotator files, not the consensus
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line_no, line in enumerate(handle, start=1):
+                match = UTTERANCE_LINE.match(line)
+                if not match:
+                    continue
+                utterance, emotion = match.groups()
+                where = f"{path}:{line_no}"
+                if utterance in seen:
+                    raise PrepError(f"{where}: {utterance} is also annotated at {seen[utterance]}")
+                seen[utterance] = where
+                if emotion not in EMOTION_TO_CLASS:
+                    summary.count(f"dropped utterances labelled {emotion!r}")
+                    continue
+                kept[emotion] += 1
+                dialog = utterance.rsplit("_", 1)[0]
+                label = CLASSES.index(EMOTION_TO_CLASS[emotion])
+                wav_path = os.path.join(wav_dir, dialog, utterance + ".wav")
+                entries.append(Entry(wav_path, (label,), where))
+    if not entries:
+        raise PrepError(f"{emo_dir}: no utterance annotations found")
+    return sorted(entries, key=lambda entry: entry.path)
+
+
+def main(args):
+    root = existing_dir(args.root, "IEMOCAP root")
+    summary = PrepSummary("IEMOCAP emotion recognition")
+    session_clips, kept = {}, Counter()
+    for session in range(1, NUM_SESSIONS + 1):
+        entries = read_session(root, session, summary, kept)
+        session_clips[session] = measure_clips(
+            entries, skip_invalid=args.skip_invalid, summary=summary, workers=args.workers
+        )
+    splits = {}
+    for fold in range(1, NUM_SESSIONS + 1):
+        others = [
+            clip for session, clips in session_clips.items() if session != fold for clip in clips
+        ]
+        train, valid = stratified_holdout(
+            others, lambda clip: clip.labels[0], args.valid_fraction, split_rng(args.seed, fold)
+        )
+        splits[f"fold{fold}/train"] = train
+        splits[f"fold{fold}/valid"] = valid
+        splits[f"fold{fold}/test"] = session_clips[fold]
+    summary.note(f"exc merged into hap: {kept['exc']} utterances")
+    classes = [ClassInfo(name, name) for name in CLASSES]
+    write_outputs(args.dest, root, splits, summary, classes)
+    summary.print()
+    return summary
+
+
+if __name__ == "__main__":
+    run_cli(get_parser, main)

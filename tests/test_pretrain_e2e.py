@@ -104,3 +104,31 @@ def test_documented_launch_line_resolves_relative_paths(tiny_corpus, tmp_path):
     finally:
         shutil.rmtree(rel, ignore_errors=True)
         shutil.rmtree(REPO / "outputs" / "pytest_relative_run", ignore_errors=True)
+
+
+def test_plots_of_a_run(patch_run, tiny_corpus, tmp_path):
+    """The demo's pictures: loss curves from the log, and a masked reconstruction."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from mae_ast_plugin.plotting import plot_losses, read_training_log
+
+    run_dir, _ = patch_run
+    log = run_dir / "hydra_train.log"
+    parsed = read_training_log(str(log))
+    assert [int(r["num_updates"]) for r in parsed["train_inner"]] == [1, 2, 3]
+    assert parsed["valid"] and isinstance(parsed["valid"][0]["valid_loss"], float)
+    plot_losses(str(log), str(tmp_path / "losses.png"))
+    assert (tmp_path / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    audio = tiny_corpus / "audio" / "valid_000.wav"
+    proc = subprocess.run(
+        [sys.executable, "scripts/plot_reconstruction.py", str(run_dir / "checkpoints" / "checkpoint_last.pt"),
+         str(audio), "--out", str(tmp_path / "recon.png")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "recon.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    masked = float(proc.stdout.split("(")[1].split("%")[0]) / 100
+    assert 0.6 < masked < 0.85  # about 75% of the plotted spectrogram is masked

@@ -51,27 +51,17 @@ from pathlib import Path
 import numpy as np
 
 
-def _load_speech_synth():
-    """Load mae_ast_plugin/speech_synth.py without importing the package.
+if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-    The package __init__ imports fairseq, which this script does not need and
-    which makes startup slow (or fails where fairseq is not installed yet).
-    """
-    path = Path(__file__).resolve().parent.parent / "mae_ast_plugin" / "speech_synth.py"
-    if not path.exists():  # script copied out of the repository: use the install
-        from mae_ast_plugin import speech_synth
-
-        return speech_synth
-    name = "_mae_ast_speech_synth"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # needed before exec for dataclasses/pickling
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ss = _load_speech_synth()
+from mae_ast_plugin import speech_synth as ss  # noqa: E402
+from mae_ast_plugin.data.prep_utils import (  # noqa: E402
+    ClassInfo,
+    Clip,
+    atomic_write_text,
+    write_labels_csv,
+    write_split,
+)
 
 FORMAT_VERSION = 1  # bump when the generated audio changes for the same parameters
 SAMPLE_RATE = 16000
@@ -488,18 +478,6 @@ def write_wav_atomic(path, pcm, sample_rate):
             tmp.unlink()
 
 
-def write_text_atomic(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _render_batch(batch):
     specs, out_root = batch
     return [render_clip(spec, out_root) for spec in specs]
@@ -527,24 +505,20 @@ def render_all(specs, out_root, workers):
 
 
 def write_manifest(manifest_dir, split, clips, frames, audio_root, with_labels):
-    manifest_dir = Path(manifest_dir)
-    rows = [audio_root] + [f"{c['path']}\t{frames[c['path']]}" for c in clips]
-    write_text_atomic(manifest_dir / f"{split}.tsv", "\n".join(rows) + "\n")
-    if with_labels:
-        labels = "".join(f"{c['label']}\n" for c in clips)
-        write_text_atomic(manifest_dir / f"{split}.lbl", labels)
+    """The split's manifest (and labels) through prep_utils, plus a ``.meta.jsonl`` row per clip
+    (text, voice, noise...) that the tests use to check the split rules."""
+    rows = [
+        Clip(str(Path(audio_root) / c["path"]), frames[c["path"]], (c["label"],) if with_labels else ())
+        for c in clips
+    ]
+    num_classes = max(c["label"] for c in clips) + 1 if with_labels else None
+    write_split(str(manifest_dir), split, audio_root, rows, num_classes)
     meta = "".join(
         json.dumps(dict(c, num_samples=frames[c["path"]]), sort_keys=True, ensure_ascii=False)
         + "\n"
         for c in clips
     )
-    write_text_atomic(manifest_dir / f"{split}.meta.jsonl", meta)
-
-
-def write_labels_csv(path, rows):
-    # no field contains a comma, so plain joining is valid CSV
-    text = "index,mid,display_name\n" + "".join(f"{i},{m},{d}\n" for i, m, d in rows)
-    write_text_atomic(path, text)
+    atomic_write_text(str(Path(manifest_dir) / f"{split}.meta.jsonl"), meta)
 
 
 def remove_stale_audio(out_root, keep):
@@ -683,19 +657,16 @@ def main(args):
         for split, clips in plans.items():
             write_manifest(manifest_dir / task, split, clips, frames, audio_root, with_labels=True)
     classes = keyword_classes()
+    write_labels_csv(str(manifest_dir / "keyword"), [ClassInfo(c, c) for c in classes])
     write_labels_csv(
-        manifest_dir / "keyword" / "labels.csv", [(i, c, c) for i, c in enumerate(classes)]
-    )
-    write_labels_csv(
-        manifest_dir / "speaker" / "labels.csv",
+        str(manifest_dir / "speaker"),
         [
-            (
-                s["index"],
+            ClassInfo(
                 s["mid"],
                 f"{_identity_name(s['voice'], s['variant'])} pitch={s['pitch']} "
                 f"rate={s['rate_wpm']}wpm",
             )
-            for s in speakers
+            for s in sorted(speakers, key=lambda s: s["index"])
         ],
     )
     removed = remove_stale_audio(out_root, set(frames))
@@ -729,8 +700,8 @@ def main(args):
         "total_duration_s": round(sum(frames.values()) / SAMPLE_RATE, 2),
     }
     # written last: its presence marks a complete build
-    write_text_atomic(
-        manifest_dir / "corpus.json", json.dumps(record, indent=2, sort_keys=True) + "\n"
+    atomic_write_text(
+        str(manifest_dir / "corpus.json"), json.dumps(record, indent=2, sort_keys=True) + "\n"
     )
     print(_format_summary(record))
     if removed:

@@ -7,7 +7,9 @@ Importing the package registers its tasks, models and criteria with fairseq (``m
 from . import criterions, data, models, tasks  # noqa: F401  (registration side effects)
 from .compat import install_checkpoint_upgrade
 from .encoder import MaeAstEncoder, load_encoder  # noqa: F401
+from .fairseq_fixes import install_fairseq_fixes
 
 install_checkpoint_upgrade()  # the authors' checkpoints load through every fairseq path
+install_fairseq_fixes()
 
 __version__ = "0.1.0"

@@ -28,6 +28,7 @@ setup(
         "matplotlib==3.11.2",  # reconstruction and loss plots
         "espeakng-loader==0.2.4",  # bundled espeak-ng: the demo corpus needs no system package
     ],
+    entry_points={"console_scripts": ["mae-ast-predict = mae_ast_plugin.predict:main"]},
     extras_require={
         "fairseq": ["fairseq-fixed==0.12.3.1"],
         "test": ["pytest==9.2.0"],

@@ -1,0 +1,316 @@
+"""MAE-AST encoder + mean pooling + linear head, for fine-tuning on clip classification.
+
+The paper's fine-tuning (Fig. 1): drop the decoder, run the encoder over all tokens (no masking,
+no overlap, the pretraining positions), mean-pool its last outputs over the clip, and classify
+with a linear head, fine-tuning everything.  The options below reproduce the protocols the paper
+borrowed (SSAST's library for AS/ESC/KS2, SUPERB for KS1/SID/ER) and the usual variants.
+
+The encoder comes from ``pretrained_checkpoint`` (ours or the authors'), or is trained from
+scratch with the architecture in ``encoder`` when that is empty.  The encoder's config is kept
+in ``pretrained_cfg`` (filled in automatically, like wav2vec2's ``w2v_args``) so a fine-tuned
+checkpoint rebuilds without the pretrained file.
+"""
+
+import dataclasses
+import functools
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf, open_dict
+from torch import nn
+
+from fairseq import models
+from fairseq.dataclass import FairseqDataclass
+from fairseq.models import BaseFairseqModel, register_model
+
+from ..checkpoints import build_pretrained_model, features_config, read_checkpoint
+from ..features import FbankConfig
+from .mae_ast import MaeAstConfig
+
+logger = logging.getLogger(__name__)
+
+
+class FeatureMismatchError(ValueError):
+    pass
+
+
+@dataclass
+class MaeAstClassifierConfig(FairseqDataclass):
+    pretrained_checkpoint: str = field(
+        default="",
+        metadata={
+            "help": "pretraining checkpoint (ours or the authors'); empty: train from scratch"
+        },
+    )
+    pretrained_cfg: Any = field(
+        default=None,
+        metadata={"help": "set automatically: the encoder's model config and filterbank settings"},
+    )
+    encoder: MaeAstConfig = field(
+        default_factory=MaeAstConfig,
+        metadata={"help": "encoder architecture when training from scratch (ignored otherwise)"},
+    )
+    freeze_encoder: bool = field(
+        default=False, metadata={"help": "train only the head (linear probe); encoder in eval mode"}
+    )
+    layer_weighting: bool = field(
+        default=False,
+        metadata={"help": "pool a learned softmax-weighted sum of all layer outputs (SUPERB)"},
+    )
+    projector_dim: int = field(
+        default=0,
+        metadata={"help": "linear projection of each token before pooling (SUPERB: 256); 0: none"},
+    )
+    head_layer_norm: bool = field(
+        default=False, metadata={"help": "LayerNorm before the linear head (SSAST's mlp_head)"}
+    )
+    dropout: Optional[float] = field(
+        default=None, metadata={"help": "encoder dropout; None keeps the pretrained value"}
+    )
+    attention_dropout: Optional[float] = field(
+        default=None,
+        metadata={"help": "encoder attention dropout; None keeps the pretrained value"},
+    )
+    encoder_layerdrop: Optional[float] = field(
+        default=None, metadata={"help": "encoder LayerDrop; None keeps the pretrained value"}
+    )
+    time_mask_width: int = field(
+        default=0,
+        metadata={"help": "SpecAugment in training: one time mask of U[0, width) frames; 0: off"},
+    )
+    freq_mask_width: int = field(
+        default=0,
+        metadata={"help": "SpecAugment in training: one mel mask of U[0, width) bins; 0: off"},
+    )
+    mixup_prob: float = field(
+        default=0.0,
+        metadata={
+            "help": "probability that a training clip is mixed with another (fbank and labels)"
+        },
+    )
+    mixup_alpha: float = field(
+        default=10.0, metadata={"help": "mixup weight ~ Beta(alpha, alpha) (SSAST: 10)"}
+    )
+    layer_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "layer-wise lr decay: layer l of N gets lr x decay^(N+1-l), embeddings l=0, "
+            "head N+1; needs fairseq's composite optimizer: add +optim=layer_decay"
+        },
+    )
+
+
+_FEATURE_FIELDS = [f.name for f in dataclasses.fields(FbankConfig)]
+
+
+def _feature_dict(features) -> dict:
+    return {name: getattr(features, name) for name in _FEATURE_FIELDS}
+
+
+def _container(config) -> dict:
+    """Plain dict of a DictConfig, dict or dataclass config (enums as strings)."""
+    return OmegaConf.to_container(OmegaConf.create(config), resolve=True, enum_to_str=True)
+
+
+@register_model("mae_ast_classifier", dataclass=MaeAstClassifierConfig)
+class MaeAstClassifier(BaseFairseqModel):
+    def __init__(self, cfg: MaeAstClassifierConfig, num_classes: int, features: FbankConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.encoder_model = self._build_encoder(cfg, features)
+        encoder_dim = self.encoder_model.cfg.encoder_embed_dim
+        num_layers = len(self.encoder_model.encoder.layers)
+
+        self.layer_weights = nn.Parameter(torch.zeros(num_layers)) if cfg.layer_weighting else None
+        self.projector = None
+        pooled_dim = encoder_dim
+        if cfg.projector_dim > 0:
+            self.projector = nn.Linear(encoder_dim, cfg.projector_dim)
+            pooled_dim = cfg.projector_dim
+        self.head = nn.Sequential(
+            nn.LayerNorm(pooled_dim) if cfg.head_layer_norm else nn.Identity(),
+            nn.Linear(pooled_dim, num_classes),
+        )
+        if cfg.freeze_encoder:
+            self.encoder_model.requires_grad_(False)
+        if cfg.layer_decay != 1.0:
+            self._set_layer_lr_scales(num_layers)
+
+    @classmethod
+    def build_model(cls, cfg: MaeAstClassifierConfig, task):
+        return cls(cfg, num_classes=len(task.classes), features=task.cfg.features)
+
+    # ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _build_encoder(cfg: MaeAstClassifierConfig, features) -> BaseFairseqModel:
+        """Rebuild the pretrained encoder (weights loaded unless restoring a fine-tuned
+        checkpoint, whose own weights follow), or a fresh one from ``cfg.encoder``."""
+        state = None
+        if cfg.pretrained_cfg is None:
+            if cfg.pretrained_checkpoint:
+                state = read_checkpoint(cfg.pretrained_checkpoint)
+                model_cfg = _container(state["cfg"].model)
+                pretrained_features = _feature_dict(features_config(state["cfg"]))
+            else:
+                model_cfg = {**_container(cfg.encoder), "_name": "mae_ast"}
+                pretrained_features = _feature_dict(features)
+            cfg.pretrained_cfg = {
+                "checkpoint": cfg.pretrained_checkpoint,
+                "model": model_cfg,
+                "features": pretrained_features,
+            }
+        source = cfg.pretrained_cfg.get("checkpoint") or "the scratch encoder"
+        expected = {k: cfg.pretrained_cfg["features"].get(k) for k in _FEATURE_FIELDS}
+        if _feature_dict(features) != expected:
+            raise FeatureMismatchError(
+                f"task.features {_feature_dict(features)} differ from those {source} was "
+                f"pretrained with, {expected}: set task.features to the pretrained values"
+            )
+
+        model_cfg = OmegaConf.create(_container(cfg.pretrained_cfg["model"]))
+        with open_dict(model_cfg):
+            for key in ("dropout", "attention_dropout", "encoder_layerdrop"):
+                if getattr(cfg, key) is not None:
+                    model_cfg[key] = getattr(cfg, key)
+        if state is not None:
+            state["cfg"].model = model_cfg
+            encoder = build_pretrained_model(state)
+            logger.info("encoder loaded from %s", cfg.pretrained_checkpoint)
+        else:
+            encoder = models.build_model(model_cfg, task=None, from_checkpoint=True)
+        encoder.remove_pretraining_modules()
+        return encoder
+
+    def _set_layer_lr_scales(self, num_layers: int):
+        """Tag parameters with fairseq's ``optim_overrides``, which the composite optimizer with
+        ``dynamic_groups`` turns into one parameter group per learning-rate scale."""
+        layer_of = re.compile(r"^encoder_model\.encoder\.layers\.(\d+)\.")
+        for name, param in self.named_parameters():
+            match = layer_of.match(name)
+            if match:
+                depth = int(match.group(1)) + 1
+            elif name.startswith("encoder_model."):
+                depth = 0  # token projection and the encoder's input LayerNorm
+            else:
+                depth = num_layers + 1  # head, projector, layer weights
+            scale = self.cfg.layer_decay ** (num_layers + 1 - depth)
+            param.optim_overrides = {"optimizer": {"lr_scale": scale}}
+
+    def check_optimizer(self, optimizer):
+        """Called by the task on the first update: layer decay is silently ignored by every
+        fairseq optimizer except ``composite``, so refuse to train without it."""
+        from fairseq.optim.amp_optimizer import AMPOptimizer
+        from fairseq.optim.composite import CompositeOptimizer
+
+        if self.cfg.layer_decay == 1.0:
+            return
+        if not isinstance(optimizer.optimizer, CompositeOptimizer):
+            raise ValueError(
+                f"model.layer_decay={self.cfg.layer_decay} needs optimizer._name=composite with "
+                "optimizer.dynamic_groups=true and lr_scheduler._name=pass_through: add "
+                "+optim=layer_decay (config/finetune/optim/layer_decay.yaml)"
+            )
+        if isinstance(optimizer, AMPOptimizer):
+            # its GradScaler unscales through param_groups, which CompositeOptimizer lacks
+            raise ValueError("model.layer_decay cannot train with common.amp=true: set it false")
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def min_frames(self) -> int:
+        """Frames in one token: shorter clips cannot be classified."""
+        return self.encoder_model.cfg.token_frames
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.cfg.freeze_encoder:
+            self.encoder_model.eval()  # no dropout, and BatchNorm statistics stay pretrained
+        return self
+
+    def spec_augment(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor]):
+        """One time and one mel-bin mask per clip, widths ~ U[0, width) as torchaudio's
+        TimeMasking/FrequencyMasking draw them.  Masked values become the clip's mean log-mel
+        energy, which the encoder's normalisation maps to about zero (a raw 0 would be loud)."""
+        batch, frames, bins = source.shape
+        lengths = torch.full((batch,), frames, device=source.device)
+        if padding_mask is not None:
+            lengths = (~padding_mask).sum(dim=1)
+        valid = torch.arange(frames, device=source.device)[None, :] < lengths[:, None]
+        mean = (source * valid[..., None]).sum(dim=(1, 2)) / (lengths * bins).clamp(min=1)
+
+        def span(sizes, max_width, total):
+            """(B, total) mask of one random span per clip inside its first ``sizes`` places."""
+            draw = functools.partial(torch.rand, batch, device=source.device)
+            widths = (draw() * torch.clamp(sizes, max=max_width)).long()
+            starts = (draw() * (sizes - widths + 1)).long()
+            starts = torch.minimum(starts, sizes - widths)
+            positions = torch.arange(total, device=source.device)[None, :]
+            return (positions >= starts[:, None]) & (positions < (starts + widths)[:, None])
+
+        mask = torch.zeros_like(source, dtype=torch.bool)
+        if self.cfg.time_mask_width > 0:
+            mask |= span(lengths, self.cfg.time_mask_width, frames)[:, :, None]
+        if self.cfg.freq_mask_width > 0:
+            mask |= span(torch.full_like(lengths, bins), self.cfg.freq_mask_width, bins)[:, None, :]
+        mask &= valid[..., None]  # padding stays as it is
+        return torch.where(mask, mean[:, None, None].to(source.dtype), source)
+
+    def mixup(self, source, padding_mask, target):
+        """With probability ``mixup_prob`` per clip, mix it with another clip of the batch:
+        ``lam x_i + (1 - lam) x_j`` and the same for the labels (one-hot for single-label
+        tasks), lam ~ Beta(alpha, alpha).  Frames where x_j is padding keep x_i unmixed, and the
+        padding mask stays that of x_i."""
+        batch = source.shape[0]
+        partner = torch.randperm(batch, device=source.device)
+        beta = torch.distributions.Beta(self.cfg.mixup_alpha, self.cfg.mixup_alpha)
+        lam = beta.sample((batch,)).to(source.device)
+        mixed_clips = torch.rand(batch, device=source.device) < self.cfg.mixup_prob
+        lam = torch.where(mixed_clips, lam, torch.ones_like(lam))
+        mixed = lam[:, None, None] * source + (1 - lam[:, None, None]) * source[partner]
+        if padding_mask is not None:
+            mixed = torch.where(padding_mask[partner][..., None], source, mixed)
+        if target.dim() == 1:
+            target = F.one_hot(target, self.num_classes)
+        target = target.to(source.dtype)
+        mixed_target = lam[:, None] * target + (1 - lam[:, None]) * target[partner]
+        return mixed, mixed_target
+
+    def encode(self, source, padding_mask=None):
+        """Encoder features (B, L, C), the last layer's or the weighted sum of all layers', and
+        the token padding mask (or None)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_encoder):
+            out = self.encoder_model(source, padding_mask, mask=False)
+        if self.layer_weights is None:
+            return out["x"], out["padding_mask"]
+        weights = torch.softmax(self.layer_weights, dim=0)
+        stacked = torch.stack(out["hidden_states"], dim=0)  # (N, B, L, C)
+        return (weights[:, None, None, None] * stacked).sum(dim=0), out["padding_mask"]
+
+    def forward(self, source, padding_mask=None, target=None):
+        """source: (B, T, F) filterbanks, padding_mask: (B, T) True at padding, target: class
+        indices (B,) or multi-hot rows (B, C), needed only for mixup.
+
+        Returns ``logits`` (B, C), ``target``: what the loss should compare them with (the
+        given target, or its mixed soft version), and ``pooled`` (B, D) clip embeddings.
+        """
+        if self.training:
+            if self.cfg.time_mask_width > 0 or self.cfg.freq_mask_width > 0:
+                source = self.spec_augment(source, padding_mask)
+            if self.cfg.mixup_prob > 0 and target is not None:
+                source, target = self.mixup(source, padding_mask, target)
+        features, token_padding = self.encode(source, padding_mask)
+        if self.projector is not None:
+            features = self.projector(features)
+        if token_padding is None:
+            pooled = features.mean(dim=1)
+        else:
+            keep = (~token_padding).unsqueeze(-1).to(features.dtype)
+            pooled = (features * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
+        return {"logits": self.head(pooled), "target": target, "pooled": pooled}
+
+    def max_positions(self):
+        return None

@@ -1,0 +1,129 @@
+"""Using fine-tuned classifiers: loading a checkpoint, scoring clips, and ``mae-ast-predict``.
+
+    mae-ast-predict CHECKPOINT file.wav [file2.flac ...] [--top-k 5] [--device cuda]
+
+prints, for each file, the top-k classes with their probabilities (softmax for single-label
+models, independent sigmoids for multi-label ones).  The checkpoint carries its class list and
+filterbank settings, so no training data is needed.
+"""
+
+import argparse
+import logging
+import sys
+from typing import Optional
+
+import torch
+
+from .features import AudioError, compute_fbank, load_audio
+
+# Table 1's columns, told apart by the class count and label type of their data.
+TABLE1_BENCHMARKS = {
+    (527, True): "AS",
+    (50, False): "ESC",
+    (35, False): "KS2",
+    (12, False): "KS1",
+    (1251, False): "SID",
+    (4, False): "ER",
+}
+_MODEL_NAMES = {"mae_ast": "MAE-AST", "ssast": "SSAST"}
+_MASKING = {"chunk": "Chunked", "random": "Random", "span": "Span"}
+
+
+class NotAClassifierError(ValueError):
+    pass
+
+
+def load_classifier(checkpoint: str, data: Optional[str] = None, device: str = "cpu"):
+    """(model in eval mode on ``device``, task) of a fine-tuned checkpoint.  ``data`` replaces
+    the training data directory (needed only to load evaluation splits)."""
+    from fairseq import checkpoint_utils
+
+    from .models.mae_ast_classifier import MaeAstClassifier
+
+    overrides = {"task": {"data": data}} if data else None
+    ensemble, _, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(checkpoint)], arg_overrides=overrides
+    )
+    model = ensemble[0]
+    if not isinstance(model, MaeAstClassifier):
+        raise NotAClassifierError(
+            f"{checkpoint} holds a {type(model).__name__}, not a fine-tuned mae_ast_classifier "
+            "(pretraining checkpoints have no classes to predict)"
+        )
+    return model.to(device).eval(), task
+
+
+def class_probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    return torch.sigmoid(logits.float()) if multi_label else torch.softmax(logits.float(), dim=-1)
+
+
+def describe_model(model) -> dict:
+    """The Table 1 row a classifier belongs to: pretraining model, token type, encoder depth and
+    masking, read from the encoder config it carries."""
+    pretrained = model.cfg.pretrained_cfg
+    encoder = pretrained["model"]
+    whole_spectrum = encoder.get("token_mel_bins") == pretrained["features"]["num_mel_bins"]
+    token = "Frame" if whole_spectrum else "Patch"
+    layers = encoder.get("encoder_layers")
+    name = _MODEL_NAMES.get(encoder.get("_name"), str(encoder.get("_name")))
+    if not pretrained.get("checkpoint"):
+        return {"name": f"Scratch {token}", "encoder_layers": layers, "masking": "-"}
+    return {
+        "name": f"{name} {token}",
+        "encoder_layers": layers,
+        "masking": _MASKING.get(encoder.get("mask_type"), str(encoder.get("mask_type"))),
+    }
+
+
+def benchmark_of(task) -> Optional[str]:
+    return TABLE1_BENCHMARKS.get((len(task.classes), bool(task.cfg.multi_label)))
+
+
+def clip_features(path: str, task) -> torch.Tensor:
+    """(frames, mel) filterbank of an audio file, cropped as the evaluation splits are."""
+    features = task.cfg.features
+    waveform = load_audio(path, features.sample_rate)
+    waveform = waveform[: int(round(task.crop_seconds(training=False) * features.sample_rate))]
+    return compute_fbank(waveform, features)
+
+
+@torch.no_grad()
+def predict_file(model, task, path: str, device: str = "cpu") -> torch.Tensor:
+    """Class probabilities (C,) of one audio file."""
+    fbank = clip_features(path, task)
+    if fbank.shape[0] < model.min_frames:
+        raise AudioError(
+            f"{path}: {fbank.shape[0]} frames, fewer than one token ({model.min_frames})"
+        )
+    logits = model(fbank.unsqueeze(0).to(device))["logits"][0]
+    return class_probabilities(logits, task.cfg.multi_label)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="mae-ast-predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="fine-tuned checkpoint (checkpoint_best.pt)")
+    parser.add_argument("files", nargs="+", help="audio files (any format soundfile reads)")
+    parser.add_argument("--top-k", type=int, default=5, help="classes to print per file")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    model, task = load_classifier(args.checkpoint, device=args.device)
+    classes = task.classes
+    failures = 0
+    for path in args.files:
+        try:
+            probabilities = predict_file(model, task, path, args.device)
+        except AudioError as err:
+            print(f"{path}: error: {err}", file=sys.stderr)
+            failures += 1
+            continue
+        scores, indices = probabilities.topk(min(args.top_k, len(classes)))
+        print(path)
+        for score, index in zip(scores.tolist(), indices.tolist()):
+            print(f"  {score:.4f}  {classes.names[index]}  ({classes.mids[index]})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -29,14 +29,18 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, attend: Optional[torch.Tensor]) -> torch.Tensor:
         """x: (B, L, C); attend: (B, 1, 1, L) bool, True where a key may be attended, or None."""
         batch, length, dim = x.shape
-
-        def heads(t):
-            return t.view(batch, length, self.num_heads, dim // self.num_heads).transpose(1, 2)
-
+        # One (3C x C) matrix product instead of three: the separate q/k/v parameters (and so
+        # the checkpoint keys) stay, their concatenation is a cheap copy per call.  q, k and v
+        # come out as strided views whose last dimension is contiguous, as the fused SDPA
+        # kernels require.
+        weight = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+        bias = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias))
+        qkv = F.linear(x, weight, bias).view(batch, length, 3, self.num_heads, dim // self.num_heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, D)
         out = F.scaled_dot_product_attention(
-            heads(self.q_proj(x)),
-            heads(self.k_proj(x)),
-            heads(self.v_proj(x)),
+            query,
+            key,
+            value,
             attn_mask=attend,
             dropout_p=self.dropout if self.training else 0.0,
         )

@@ -1,0 +1,62 @@
+"""scripts/benchmark_pretrain.py and scripts/benchmark_data.py in their --tiny modes, run as a
+user would (subprocesses from the repository root); checks the JSON reports."""
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def run_script(*args, timeout=300):
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def test_benchmark_pretrain_tiny(tmp_path):
+    out = tmp_path / "pretrain.json"
+    proc = run_script("scripts/benchmark_pretrain.py", "--tiny", "--tokens", "patch", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert "| config |" in proc.stdout and "MAE-AST / SSAST" in proc.stdout
+    assert report["settings"]["device"] == "cpu" and report["settings"]["tiny"]
+    assert report["failed"] == []
+    results = {r["model"]: r for r in report["results"]}
+    assert set(results) == {"mae_ast", "ssast"}
+    for r in results.values():
+        for key in (
+            "name", "device", "batch", "layers", "tokens", "encoder_tokens", "step_time_s",
+            "clips_per_s", "peak_memory_bytes", "tflops", "flops_per_step",
+        ):
+            assert key in r, key
+        assert r["device"] == "cpu" and r["batch"] == 2 and r["layers"] == 2
+        assert r["step_time_s"] > 0 and r["clips_per_s"] > 0 and r["peak_memory_bytes"] > 0
+        assert len(r["step_times_s"]) == r["steps"]
+        assert r["tokens_per_clip"] == 48  # 1 s = 98 frames -> 6 time blocks x 8 mel blocks
+    mae, ssast = results["mae_ast"], results["ssast"]
+    # The encoders really see different token counts: all of them for SSAST, the visible 25%
+    # for MAE-AST, whose decoder sees all of them.
+    assert ssast["encoder_tokens"] == ssast["tokens_per_clip"] == 48
+    assert mae["encoder_tokens"] == 48 - mae["masked_tokens"] == 12
+    assert mae["decoder_tokens"] == 48 and ssast["decoder_tokens"] == 0
+    assert mae["masked_tokens"] == ssast["masked_tokens"] == 36
+    assert mae["flops_per_step"] != ssast["flops_per_step"]
+    (ratio,) = report["ratios"]
+    assert ratio["tokens"] == "patch" and ratio["layers"] == 2
+    assert abs(ratio["speedup"] - mae["clips_per_s"] / ssast["clips_per_s"]) < 1e-9
+    assert abs(ratio["memory_ratio"] - mae["peak_memory_bytes"] / ssast["peak_memory_bytes"]) < 1e-9
+    assert ratio["mae_ast_encoder_tokens"] == 12 and ratio["ssast_encoder_tokens"] == 48
+
+
+def test_benchmark_data_tiny(tmp_path):
+    out = tmp_path / "data.json"
+    proc = run_script("scripts/benchmark_data.py", "--tiny", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert "| loader workers |" in proc.stdout
+    assert [r["workers"] for r in report["results"]] == [0, 1]
+    for r in report["results"]:
+        assert r["clips"] == 6 and r["batches"] == 3
+        assert r["clips_per_s_incl_startup"] > 0 and r["clips_per_s"] > 0
+        assert r["frames"] == 6 * 98  # 1 s clips at 16 kHz: 98 fbank frames each

@@ -88,6 +88,23 @@ def test_batchnorm_statistics_ignore_padding():
     assert torch.allclose(model.batch_norm.running_mean, expected_mean.view(1), atol=1e-4)
 
 
+def test_normalisation_matches_batchnorm2d_in_training_and_eval():
+    model = tiny()
+    reference = torch.nn.BatchNorm2d(1, affine=False)
+    for _ in range(3):
+        x = torch.randn(4, 64, 128) * 3 + 2
+        model.train()
+        reference.train()
+        assert torch.allclose(model.normalize(x, None), reference(x.unsqueeze(1)).squeeze(1) * 0.5, atol=1e-5)
+    assert torch.allclose(model.batch_norm.running_mean, reference.running_mean)
+    assert torch.allclose(model.batch_norm.running_var, reference.running_var)
+    assert model.batch_norm.num_batches_tracked == reference.num_batches_tracked == 3
+    model.eval()
+    reference.eval()
+    x = torch.randn(2, 32, 128)
+    assert torch.allclose(model.normalize(x, None), reference(x.unsqueeze(1)).squeeze(1) * 0.5, atol=1e-5)
+
+
 def test_normalisation_is_batchnorm_times_half():
     model = tiny().train()
     x = torch.randn(4, 64, 128) * 2 + 1

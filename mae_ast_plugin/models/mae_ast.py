@@ -108,15 +108,33 @@ class MaeAstModel(BaseFairseqModel):
 
     # ----------------------------------------------------------------------------------------
     def normalize(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """BatchNorm2d(1, affine=False) x 0.5, the authors' in-model normalisation.  In training
-        the batch statistics come from real frames only, so padding does not shift them."""
-        if self.training and padding_mask is not None and padding_mask.any():
-            valid = ~padding_mask
-            normed = torch.zeros_like(source)
-            real = source[valid]  # (N, F)
-            normed[valid] = self.batch_norm(real.view(1, 1, *real.shape)).view_as(real)
-            return normed * 0.5
-        return self.batch_norm(source.unsqueeze(1)).squeeze(1) * 0.5
+        """The authors' in-model normalisation, ``BatchNorm2d(1, affine=False)(x) * 0.5``.
+
+        Training uses the batch's mean and variance over real frames only (padding does not
+        shift them) and updates the running statistics exactly as BatchNorm does.  They are
+        computed with one reduction rather than BatchNorm's per-channel kernel, which is slow
+        for a single channel holding the whole batch (3 ms of an 18 ms H100 step)."""
+        bn = self.batch_norm
+        if not self.training:
+            return (source - bn.running_mean) * torch.rsqrt(bn.running_var + bn.eps) * 0.5
+        values = source.float()
+        if padding_mask is not None and padding_mask.any():
+            real = (~padding_mask).unsqueeze(-1).float()
+            count = real.sum() * source.shape[-1]
+            mean = (values * real).sum() / count
+            var = ((values - mean).square() * real).sum() / count
+        else:
+            count = torch.tensor(float(values.numel()), device=values.device)
+            var, mean = torch.var_mean(values, correction=0)
+        with torch.no_grad():
+            bn.running_mean.lerp_(mean.reshape(1).to(bn.running_mean.dtype), bn.momentum)
+            unbiased = var * count / (count - 1).clamp(min=1)
+            bn.running_var.lerp_(unbiased.reshape(1).to(bn.running_var.dtype), bn.momentum)
+            bn.num_batches_tracked += 1
+        normed = (values - mean) * torch.rsqrt(var + bn.eps) * 0.5
+        if padding_mask is not None:
+            normed = normed.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        return normed.to(source.dtype)
 
     def tokenize(self, source, padding_mask):
         """Normalised spectrogram tokens (B, L, P), their token padding mask (or None) and the

@@ -21,3 +21,4 @@ def test_amp_optimizer_unscales_gradients_once():
     optimizer.clip_grad_norm(10.0)
     optimizer.step()
     assert weight.item() == -2.0
+

@@ -1,13 +1,23 @@
 """A fairseq dataset that reads manifest clips and returns log-mel filterbanks."""
 
 import logging
+from typing import Optional
 
 import numpy as np
 import torch
 
 from fairseq.data import FairseqDataset
 
-from ..features import AudioError, FbankConfig, compute_fbank, load_audio, num_frames, pad_features
+from ..features import (
+    AudioError,
+    FbankConfig,
+    compute_fbank,
+    load_audio,
+    num_frames,
+    pad_features,
+    shift_samples,
+)
+from .fbank_cache import FbankCache
 from .manifest import Manifest
 
 logger = logging.getLogger(__name__)
@@ -19,7 +29,9 @@ class FbankAudioDataset(FairseqDataset):
     Clips longer than the maximum are cropped (at a random offset when ``random_crop``, else
     from the start); shorter ones are padded in the batch with a padding mask, never cropped to
     the batch's shortest clip.  A bad clip raises an error naming the manifest line, or with
-    ``skip_invalid`` is logged and counted in the batch's ``num_skipped``.
+    ``skip_invalid`` is logged and counted in the batch's ``num_skipped``.  With ``fbank_cache``
+    the features come from a precomputed cache (:mod:`.fbank_cache`) instead of the audio: the
+    same values, rows of the whole clip's fbank cut at the same crop.
     """
 
     def __init__(
@@ -32,6 +44,7 @@ class FbankAudioDataset(FairseqDataset):
         skip_invalid: bool = False,
         seed: int = 1,
         shuffle: bool = True,
+        fbank_cache: Optional[FbankCache] = None,
     ):
         super().__init__()
         self.manifest = manifest
@@ -42,6 +55,7 @@ class FbankAudioDataset(FairseqDataset):
         self.skip_invalid = skip_invalid
         self.seed = seed
         self.shuffle = shuffle
+        self.fbank_cache = fbank_cache
         self.epoch = 1
         # Batching counts manifest samples, capped at the crop length.  The manifest counts at
         # the file's native rate, so batches of non-16 kHz audio are sized in that unit.
@@ -54,22 +68,32 @@ class FbankAudioDataset(FairseqDataset):
         self.epoch = epoch
 
     def _crop_start(self, index: int, length: int) -> int:
+        """Where the crop starts, in samples: a whole number of frame shifts, so that the
+        crop's fbank is rows of the whole clip's fbank (what the fbank cache stores)."""
         if length <= self.max_samples or not self.random_crop:
             return 0
+        shift = shift_samples(self.features)
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        return int(rng.integers(0, length - self.max_samples + 1))
+        return shift * int(rng.integers(0, (length - self.max_samples) // shift + 1))
 
     def load_features(self, index: int) -> torch.Tensor:
-        waveform = load_audio(self.manifest.audio_path(index), self.features.sample_rate)
-        start = self._crop_start(index, waveform.numel())
-        waveform = waveform[start : start + self.max_samples]
-        frames = num_frames(waveform.numel(), self.features)
+        if self.fbank_cache is not None:
+            whole_fbank, length = self.fbank_cache.read(index)
+        else:
+            waveform = load_audio(self.manifest.audio_path(index), self.features.sample_rate)
+            length = waveform.numel()
+        start = self._crop_start(index, length)
+        cropped = min(length - start, self.max_samples)
+        frames = num_frames(cropped, self.features)
         if frames < self.min_frames:
             raise AudioError(
-                f"clip gives {frames} filterbank frames ({waveform.numel()} samples), fewer than "
+                f"clip gives {frames} filterbank frames ({cropped} samples), fewer than "
                 f"the {self.min_frames} frames of one token"
             )
-        return compute_fbank(waveform, self.features)
+        if self.fbank_cache is not None:
+            first = start // shift_samples(self.features)
+            return torch.from_numpy(np.array(whole_fbank[first : first + frames], dtype=np.float32))
+        return compute_fbank(waveform[start : start + self.max_samples], self.features)
 
     def __getitem__(self, index):
         try:

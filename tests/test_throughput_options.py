@@ -1,0 +1,74 @@
+"""Options of large runs, on CPU: activation checkpointing (the same training, less memory),
+bf16 autocast (a no-op on CPU; which precision runs where), gradient accumulation."""
+
+import pytest
+import torch
+
+from conftest import TINY_MODEL, hydra_train
+from mae_ast_plugin.tasks.mae_ast_pretraining import autocast_dtype
+from test_distributed import records
+
+COMPARED = ("loss", "loss_recon", "loss_infonce", "infonce_acc", "gnorm", "bsz")
+
+
+def train(corpus, run_dir, *extra, max_update=8):
+    proc = hydra_train(
+        "mae_ast_patch",
+        [
+            f"task.data={corpus}",
+            *TINY_MODEL,  # dropout and LayerDrop on: recomputation must replay their draws
+            f"optimization.max_update={max_update}",
+            "dataset.max_tokens=80000",
+            "dataset.required_batch_size_multiple=1",  # 12 batches per epoch
+            "dataset.num_workers=0",
+            "dataset.disable_validation=true",
+            "common.log_interval=1",
+            "common.amp=false",
+            "common.tensorboard_logdir=null",
+            f"hydra.run.dir={run_dir}",
+            *extra,
+        ],
+    )
+    logs = records(proc.stdout, "train_inner")
+    return [{key: r[key] for key in (*COMPARED, "epoch")} for r in logs]
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny_corpus, tmp_path_factory):
+    return train(tiny_corpus, tmp_path_factory.mktemp("baseline"))
+
+
+def test_activation_checkpointing_trains_identically(baseline, tiny_corpus, tmp_path):
+    assert len(baseline) == 8
+    assert train(tiny_corpus, tmp_path, "model.checkpoint_activations=true") == baseline
+
+
+def test_bf16_autocast_is_a_no_op_on_cpu(baseline, tiny_corpus, tmp_path):
+    assert train(tiny_corpus, tmp_path, "task.bf16_autocast=true") == baseline
+
+
+@pytest.mark.parametrize(
+    "bf16_requested, on_gpu, native_bf16, amp, expected",
+    [
+        (True, True, True, True, torch.bfloat16),  # A100/H100: bf16, whatever common.amp says
+        (True, True, True, False, torch.bfloat16),
+        (True, True, False, True, torch.float16),  # V100, T4: common.amp's fp16
+        (True, True, False, False, None),
+        (False, True, True, True, torch.float16),  # the paper's fp16
+        (False, True, True, False, None),
+        (True, False, False, True, None),  # CPU: float32
+    ],
+)
+def test_precision_of_the_forward_pass(bf16_requested, on_gpu, native_bf16, amp, expected):
+    assert autocast_dtype(bf16_requested, on_gpu, native_bf16, amp) is expected
+
+
+def test_update_freq_accumulates_consecutive_batches(baseline, tiny_corpus, tmp_path):
+    """With update_freq=2 an update takes the next two batches of the same batch order: half
+    the updates per epoch, twice the clips per update (gradients summed before the step; their
+    equality with two data-parallel workers is tested in test_distributed.py)."""
+    accumulated = train(tiny_corpus, tmp_path, "optimization.update_freq=[2]", max_update=7)
+    assert [float(r["bsz"]) for r in accumulated[:4]] == [
+        float(a["bsz"]) + float(b["bsz"]) for a, b in zip(baseline[0::2], baseline[1::2])
+    ]
+    assert [r["epoch"] for r in accumulated] == [1] * 6 + [2]

@@ -88,7 +88,9 @@ class MaeAstClassificationCriterion(FairseqCriterion):
             metrics.log_scalar_sum("_correct", total("_correct"))
             metrics.log_scalar_sum("_count", count)
             metrics.log_derived(
-                "accuracy", lambda meters: round(meters["_correct"].sum / meters["_count"].sum, 4)
+                "accuracy",
+                # the sums are tensors after a cross-worker reduction
+                lambda meters: round(float(meters["_correct"].sum / meters["_count"].sum), 4),
             )
 
         predictions = [log["_predictions"] for log in logging_outputs if "_predictions" in log]

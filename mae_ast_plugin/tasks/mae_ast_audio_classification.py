@@ -151,7 +151,7 @@ class MaeAstAudioClassificationTask(FairseqTask):
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         if not self._optimizer_checked:
-            getattr(model, "module", model).check_optimizer(optimizer)
+            model.check_optimizer(optimizer)  # fairseq's DDP wrappers forward attribute access
             self._optimizer_checked = True
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 

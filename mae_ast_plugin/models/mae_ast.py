@@ -124,11 +124,11 @@ class MaeAstModel(BaseFairseqModel):
             mean = (values * real).sum() / count
             var = ((values - mean).square() * real).sum() / count
         else:
-            count = torch.tensor(float(values.numel()), device=values.device)
+            count = float(values.numel())  # a Python number: no host-device copy (CUDA graphs)
             var, mean = torch.var_mean(values, correction=0)
         with torch.no_grad():
             bn.running_mean.lerp_(mean.reshape(1).to(bn.running_mean.dtype), bn.momentum)
-            unbiased = var * count / (count - 1).clamp(min=1)
+            unbiased = var * count / (count - 1)
             bn.running_var.lerp_(unbiased.reshape(1).to(bn.running_var.dtype), bn.momentum)
             bn.num_batches_tracked += 1
         normed = (values - mean) * torch.rsqrt(var + bn.eps) * 0.5

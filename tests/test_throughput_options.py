@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL, hydra_train
-from mae_ast_plugin.tasks.mae_ast_pretraining import autocast_dtype
+from mae_ast_plugin.tasks.audio_task import autocast_dtype
 from test_distributed import records
 
 COMPARED = ("loss", "loss_recon", "loss_infonce", "infonce_acc", "gnorm", "bsz")

@@ -11,10 +11,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from omegaconf import II, MISSING, OmegaConf, open_dict
+from omegaconf import OmegaConf, open_dict
 
-from fairseq.dataclass import FairseqDataclass
-from fairseq.tasks import FairseqTask, register_task
+from fairseq.tasks import register_task
 
 from ..data.labelled_dataset import (
     ClassList,
@@ -24,7 +23,7 @@ from ..data.labelled_dataset import (
     read_clip_labels,
 )
 from ..data.manifest import read_manifest
-from ..features import FbankConfig
+from .audio_task import AudioTask, AudioTaskConfig
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +32,7 @@ NO_CROP_S = 24 * 3600.0  # a crop no clip reaches
 
 
 @dataclass
-class MaeAstAudioClassificationConfig(FairseqDataclass):
-    data: str = field(
-        default=MISSING,
-        metadata={"help": "directory holding {split}.tsv, {split}.lbl and labels.csv"},
-    )
-    features: FbankConfig = field(
-        default_factory=FbankConfig,
-        metadata={"help": "filterbank front end; must equal the pretrained checkpoint's"},
-    )
+class MaeAstAudioClassificationConfig(AudioTaskConfig):
     max_sample_len_s: float = field(
         default=10.0,
         metadata={
@@ -59,18 +50,10 @@ class MaeAstAudioClassificationConfig(FairseqDataclass):
         default=False,
         metadata={"help": "clips may have several classes (AudioSet): BCE loss and mAP"},
     )
-    skip_invalid: bool = field(
-        default=False,
-        metadata={
-            "help": "log and count bad manifest lines and unreadable clips instead of stopping; "
-            "label errors always stop"
-        },
-    )
-    seed: int = II("common.seed")
 
 
 @register_task("mae_ast_audio_classification", dataclass=MaeAstAudioClassificationConfig)
-class MaeAstAudioClassificationTask(FairseqTask):
+class MaeAstAudioClassificationTask(AudioTask):
     cfg: MaeAstAudioClassificationConfig
 
     def __init__(self, cfg: MaeAstAudioClassificationConfig):
@@ -78,12 +61,7 @@ class MaeAstAudioClassificationTask(FairseqTask):
         # Read lazily: a restored checkpoint fills the state first, so labels.csv is only
         # needed when training starts.
         self.state.add_factory("classes", self._read_class_list)
-        self.min_frames = 1
         self._optimizer_checked = False
-
-    @classmethod
-    def setup_task(cls, cfg: MaeAstAudioClassificationConfig, **kwargs):
-        return cls(cfg)
 
     def _read_class_list(self) -> dict:
         return read_class_list(os.path.join(self.cfg.data, CLASS_LIST_FILE)).to_state()
@@ -132,6 +110,7 @@ class MaeAstAudioClassificationTask(FairseqTask):
             min_frames=self.min_frames,
             skip_invalid=self.cfg.skip_invalid,
             seed=self.cfg.seed,
+            fbank_cache=self.fbank_cache(split, manifest),
         )
 
     def build_model(self, cfg, from_checkpoint=False):
@@ -154,14 +133,3 @@ class MaeAstAudioClassificationTask(FairseqTask):
             model.check_optimizer(optimizer)  # fairseq's DDP wrappers forward attribute access
             self._optimizer_checked = True
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
-
-    def max_positions(self):
-        return None
-
-    @property
-    def source_dictionary(self):
-        return None
-
-    @property
-    def target_dictionary(self):
-        return None

@@ -72,3 +72,18 @@ def test_update_freq_accumulates_consecutive_batches(baseline, tiny_corpus, tmp_
         float(a["bsz"]) + float(b["bsz"]) for a, b in zip(baseline[0::2], baseline[1::2])
     ]
     assert [r["epoch"] for r in accumulated] == [1] * 6 + [2]
+
+
+def test_persistent_workers_option_reaches_fairseqs_iterator(tiny_corpus):
+    from omegaconf import OmegaConf
+
+    from mae_ast_plugin.tasks.mae_ast_pretraining import MaeAstPretrainingConfig, MaeAstPretrainingTask
+
+    for persistent in (True, False):
+        cfg = OmegaConf.structured(
+            MaeAstPretrainingConfig(data=str(tiny_corpus), seed=1, persistent_workers=persistent)
+        )
+        task = MaeAstPretrainingTask(cfg)
+        task.load_dataset("valid")
+        iterator = task.get_batch_iterator(task.dataset("valid"), max_sentences=2, num_workers=1)
+        assert iterator.persistent_workers is persistent

@@ -55,6 +55,13 @@ class AudioTaskConfig(FairseqDataclass):
             "later); elsewhere float16 with common.amp, else float32.  No-op on CPU"
         },
     )
+    persistent_workers: bool = field(
+        default=True,
+        metadata={
+            "help": "keep DataLoader workers alive between epochs (fairseq's default).  On an "
+            "H100 a run with 4+ workers finished but did not exit; false is the first thing to try"
+        },
+    )
     seed: int = II("common.seed")
 
 

@@ -44,6 +44,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import datetime  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
@@ -574,6 +575,7 @@ def main(args):
         },
         "total_clips": len(all_specs),
         "build_seconds": round(time.time() - started, 1),
+        "built": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     # written last: its presence marks a complete build
     atomic_write_text(str(manifest_dir / "corpus.json"),

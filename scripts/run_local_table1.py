@@ -297,10 +297,11 @@ def finetune_command(row: Row, task: Task, config, data_dir: Path, run_dir: Path
 def build_data(args, config):
     """The benchmark (a no-op when it is already built with the same parameters)."""
     make = load_script("make_local_benchmark")
-    argv = ["--out", str(args.audio), "--manifests", str(args.manifests), *config["data"]]
-    record = make.main(make.get_parser().parse_args(argv))
-    return record, ["python", "scripts/make_local_benchmark.py", *(
-        shown(a) if isinstance(a, Path) else a for a in argv)]
+    record = make.main(make.get_parser().parse_args(
+        ["--out", str(args.audio), "--manifests", str(args.manifests), *config["data"]]
+    ))
+    shown_paths = ["--out", shown(args.audio), "--manifests", shown(args.manifests)]
+    return record, ["python", "scripts/make_local_benchmark.py", *shown_paths, *config["data"]]
 
 
 def training_log(run_dir: Path):
@@ -525,16 +526,16 @@ def results_table(results) -> list:
     pre = results["pretraining"]
     baseline = results["baseline_rss_mb"]
     header = ("| Model | " + " | ".join(f"{t.label} ({t.paper_column}-like)" for t in TASKS.values())
-              + " | Pretraining CPU (s) | wall (s) | Peak RSS (MB) |")
-    lines = [header, "|" + "---|" * (len(TASKS) + 4)]
+              + " | Pretraining CPU (s) | wall (s) | step (s / update) | Peak RSS (MB) |")
+    lines = [header, "|" + "---|" * (len(TASKS) + 5)]
     for row_key, label in results["rows"].items():
         cells = [pct(results["accuracy"][row_key][task]) for task in TASKS]
         if row_key in pre:
             p = pre[row_key]
-            cells += [f"{p['cpu_s']:.0f}", f"{p['wall_s']:.0f}",
+            cells += [f"{p['cpu_s']:.0f}", f"{p['wall_s']:.0f}", f"{p['step_time_s']:.3f}",
                       f"{p['peak_rss_mb']:.0f} ({p['peak_rss_mb'] - baseline:+.0f})"]
         else:
-            cells += ["-", "-", "-"]
+            cells += ["-"] * 4
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -542,7 +543,8 @@ def results_table(results) -> list:
 def paper_table(results) -> list:
     lines = ["| Model (paper) | " + " | ".join(t.paper_column for t in TASKS.values()) + " |",
              "|" + "---|" * (len(TASKS) + 1)]
-    names = {"ssast_patch": "SSAST Base Patch (12 layers)", "ssast_frame": "SSAST Base Frame (12 layers)",
+    names = {"ssast_patch": "SSAST Base Patch (12 layers)",
+             "ssast_frame": "SSAST Base Frame (12 layers)",
              "mae_ast_patch": "MAE-AST Patch (6 layers)", "mae_ast_frame": "MAE-AST Frame (6 layers)",
              "scratch_patch": "Patch, from scratch (SSAST paper)",
              "scratch_frame": "Frame, from scratch (SSAST paper)"}
@@ -582,7 +584,8 @@ def claims(results) -> list:
             lines.append(
                 f"- {rows[mae]} − {rows[ssast]}: " + "; ".join(parts) + f".  SSAST's "
                 f"pretraining took {ratio(pre, ssast, mae, 'cpu_s')} MAE-AST's CPU time "
-                f"({ratio(pre, ssast, mae, 'wall_s')} its wall time), its peak RSS "
+                f"({ratio(pre, ssast, mae, 'wall_s')} its wall time, "
+                f"{ratio(pre, ssast, mae, 'step_time_s')} its time per training step), its peak RSS "
                 f"{ratio(pre, ssast, mae, 'peak_rss_mb')} "
                 f"({ratio(pre, ssast, mae, 'peak_rss_mb', baseline)} above the "
                 f"{baseline:.0f} MB of an idle interpreter with torch and fairseq)."
@@ -608,7 +611,7 @@ def generated_report(results) -> str:
     run, machine, corpus = results["run"], results["machine"], results["corpus"]
     config, pre = results["config"], results["pretraining"]
     counts = corpus["counts"]
-    loads = run["load_1min"]
+    loads = run["load_1min"] or [float("nan")]  # nan: no session of this run was recorded
     arch = config["arch"]
     lines = [
         BEGIN_MARK,
@@ -624,8 +627,10 @@ def generated_report(results) -> str:
         "",
         "Test accuracy (%), mean ± sample standard deviation over fine-tuning seeds "
         f"{', '.join(map(str, results['seeds']))}; each pretraining ran once.  Pretraining cost "
-        "is the training process's CPU time (user + system; with one thread per run it does not "
-        "depend on what else the machine runs, unlike the wall time) and peak RSS (in brackets: "
+        "is the training process's CPU time (user + system, start-up and validation included; "
+        "with one thread per run it hardly depends on what else the machine runs, unlike the "
+        "wall time), fairseq's time per training step (`train_wall` summed over the run, per "
+        "update: model and optimizer only, no data loading) and peak RSS (in brackets: "
         f"above the {results['baseline_rss_mb']:.0f} MB of an interpreter that only imports "
         "torch, fairseq and the plugin).",
         "",
@@ -641,7 +646,8 @@ def generated_report(results) -> str:
         "### Setup",
         "",
         f"- Data (`scripts/make_local_benchmark.py`, seed {corpus['params']['seed']}): "
-        f"pretraining {counts['pretrain']['train']} clips ({corpus['durations_s']['pretrain']['train'] / 60:.0f} min; "
+        f"pretraining {counts['pretrain']['train']} clips "
+        f"({corpus['durations_s']['pretrain']['train'] / 60:.0f} min; "
         f"half speech, half synthetic sound scenes), valid {counts['pretrain']['valid']}; "
         + "; ".join(
             f"{TASKS[t].label.lower()} {counts[t]['classes']} classes, train/valid/test "
@@ -766,8 +772,10 @@ def main(argv=None):
     with LoadMonitor() as load:
         corpus, data_command = build_data(args, config)
         # SSAST and MAE-AST of one token type side by side, so they meet the same load
-        pretrain_rows = sorted((k for k in args.rows if ROWS[k].pretrain_config),
-                               key=lambda k: (list(TOKENS).index(ROWS[k].tokens), k != f"ssast_{ROWS[k].tokens}"))
+        pretrain_rows = sorted(
+            (k for k in args.rows if ROWS[k].pretrain_config),
+            key=lambda k: (list(TOKENS).index(ROWS[k].tokens), not k.startswith("ssast")),
+        )
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             done = dict(zip(pretrain_rows, pool.map(lambda k: pretrain(args, config, k), pretrain_rows)))
         pretrained = {k: done[k] for k in args.rows if k in done}
@@ -782,21 +790,26 @@ def main(argv=None):
             ]
             finetuned = [future.result() for future in futures]
 
+    # A session counts towards the run time when it built or trained something; one that only
+    # rereads finished results (to redo the report) does not.
     sessions_path = args.out / "sessions.json"
     sessions = read_json(sessions_path) if sessions_path.exists() else []
-    sessions.append({"start": session_start, "end": now_iso(),
-                     "wall_s": round(time.monotonic() - started, 1),
-                     "load_1min": load.samples})
-    write_json(sessions_path, sessions)
+    finished = [corpus.get("built", "")] + [r["finished"] for r in [*pretrained.values(), *finetuned]]
+    if max(finished) >= session_start:
+        sessions.append({"start": session_start, "end": now_iso(),
+                         "wall_s": round(time.monotonic() - started, 1),
+                         "load_1min": load.samples})
+        write_json(sessions_path, sessions)
 
     results = collect(finetuned, pretrained, baseline, config, args.rows, seeds)
     results["corpus"] = corpus
     results["machine"] = machine_info()
     results["run"] = {
         "preset": args.preset,
-        "command": ["python", "scripts/run_local_table1.py", *(argv if argv is not None else sys.argv[1:])],
+        "command": ["python", "scripts/run_local_table1.py",
+                    *(argv if argv is not None else sys.argv[1:])],
         "data_command": data_command,
-        "finished": now_iso(),
+        "finished": sessions[-1]["end"] if sessions else now_iso(),
         "sessions": sessions,
         "total_wall_s": sum(s["wall_s"] for s in sessions),
         "data_s": corpus["build_seconds"],

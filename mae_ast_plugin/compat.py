@@ -129,7 +129,7 @@ def drop_authors_buffers(state_dict, prefix: str = "", keep=()) -> None:
     """Remove the authors' stored sinusoid tables (after checking they match ours) and their
     unused ``layer_norm`` and ``encoder_mask_emb`` parameters, unless named in ``keep`` (a model
     that does use a parameter of that name)."""
-    from .models.tokens import sinusoidal_positions
+    from .modules.tokens import sinusoidal_positions
 
     for name in ("enc_sine_pos_embed.pe", "dec_sine_pos_embed.pe"):
         table = state_dict.pop(prefix + name, None)

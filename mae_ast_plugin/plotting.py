@@ -79,7 +79,7 @@ def plot_losses(log_path: str, out_path: str, title: Optional[str] = None) -> Di
 def reconstruction_images(model, fbank: torch.Tensor, seed: int = 0):
     """Normalised input, masked input (NaN where masked) and reconstruction, each (T, F), for one
     (T, F) filterbank, using the model's own masking."""
-    from .models.tokens import unpatchify
+    from .modules.tokens import unpatchify
 
     model.eval()
     cfg = model.cfg

@@ -185,9 +185,9 @@ def run_config(spec: dict) -> dict:
             raise ValueError("--cuda-graph needs --device cuda and --layerdrop 0")
         # Masks are sampled eagerly before each replay (their sampling synchronises with the
         # host) and copied into the static index buffers that the captured step reads.
-        from mae_ast_plugin.models import mae_ast as mae_ast_module
-        from mae_ast_plugin.models.masking import TokenMask, sample_mask
-        from mae_ast_plugin.models.tokens import mel_blocks
+        from mae_ast_plugin.modules import mae_ast as mae_ast_module
+        from mae_ast_plugin.modules.masking import TokenMask, sample_mask
+        from mae_ast_plugin.modules.tokens import mel_blocks
 
         token = TOKENS[spec["tokens"]]
         freq_blocks = mel_blocks(NUM_MEL_BINS, token["token_mel_bins"])

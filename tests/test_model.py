@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from mae_ast_plugin.criterions.mae_ast_criterion import masked_prediction_losses
 from mae_ast_plugin.models.mae_ast import MaeAstConfig, MaeAstModel
-from mae_ast_plugin.models.masking import num_masked_tokens
+from mae_ast_plugin.modules.masking import num_masked_tokens
 
 
 def tiny(**overrides):

@@ -90,7 +90,7 @@ def test_masked_slots_hold_mask_embedding_plus_position():
         out = model(source, mask=True)
     handle.remove()
     x, masked_idx = captured["x"], out["masked_idx"]
-    from mae_ast_plugin.models.tokens import sinusoidal_positions
+    from mae_ast_plugin.modules.tokens import sinusoidal_positions
 
     positions = sinusoidal_positions(80, 32, "cpu", torch.float32)
     expected_masked = model.encoder_mask_emb + positions[masked_idx]  # (B, M, C)

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from mae_ast_plugin.models.masking import _block_priority, num_masked_tokens, sample_mask
-from mae_ast_plugin.models.tokens import (
+from mae_ast_plugin.modules.masking import _block_priority, num_masked_tokens, sample_mask
+from mae_ast_plugin.modules.tokens import (
     patchify,
     sinusoidal_positions,
     token_padding_mask,

@@ -23,7 +23,7 @@ $(STAMP): setup.py
 	@touch $@
 
 demo: install
-	$(PY) scripts/run_demo.py
+	$(VENV)/bin/mae-ast-demo
 
 test: install
 	$(PY) -m pytest -q tests

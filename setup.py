@@ -28,7 +28,23 @@ setup(
         "matplotlib==3.11.2",  # reconstruction and loss plots
         "espeakng-loader==0.2.4",  # bundled espeak-ng: the demo corpus needs no system package
     ],
-    entry_points={"console_scripts": ["mae-ast-predict = mae_ast_plugin.predict:main"]},
+    # Every command is a package module's main(argv=None), as fairseq_cli's are.
+    entry_points={
+        "console_scripts": [
+            "mae-ast-predict = mae_ast_plugin.tools.predict:main",
+            "mae-ast-extract-features = mae_ast_plugin.tools.extract_features:main",
+            "mae-ast-plot-reconstruction = mae_ast_plugin.tools.plot_reconstruction:main",
+            "mae-ast-precompute-fbank = mae_ast_plugin.tools.precompute_fbank:main",
+            "mae-ast-benchmark-pretrain = mae_ast_plugin.bench.pretrain:main",
+            "mae-ast-benchmark-data = mae_ast_plugin.bench.data:main",
+            "mae-ast-benchmark-loader-cache = mae_ast_plugin.bench.loader_cache:main",
+            "mae-ast-benchmark-manifest = mae_ast_plugin.bench.manifest:main",
+            "mae-ast-make-demo-corpus = mae_ast_plugin.corpora.demo:main",
+            "mae-ast-make-table1-corpus = mae_ast_plugin.corpora.table1:main",
+            "mae-ast-demo = mae_ast_plugin.experiments.demo:main",
+            "mae-ast-table1 = mae_ast_plugin.experiments.table1:main",
+        ]
+    },
     extras_require={
         "fairseq": ["fairseq-fixed==0.12.3.1"],
         "test": ["pytest==9.2.0"],

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mae_ast_plugin import metrics  # noqa: E402
-from mae_ast_plugin.predict import (  # noqa: E402
+from mae_ast_plugin.tools.predict import (  # noqa: E402
     benchmark_of,
     class_probabilities,
     describe_model,

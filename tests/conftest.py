@@ -12,6 +12,12 @@ import soundfile
 REPO = Path(__file__).resolve().parents[1]
 HYDRA_TRAIN = str(Path(sys.executable).parent / "fairseq-hydra-train")
 
+
+def console_script(name: str) -> str:
+    """An installed console script of this environment (setup.py's entry points), e.g.
+    ``mae-ast-predict``: tests run the commands as users do."""
+    return str(Path(sys.executable).parent / name)
+
 # A model small enough for a few CPU updates in a second or two.
 TINY_MODEL = [
     "model.encoder_layers=2",

@@ -1,16 +1,16 @@
-"""scripts/benchmark_pretrain.py and scripts/benchmark_data.py in their --tiny modes, run as a
-user would (subprocesses from the repository root); checks the JSON reports."""
+"""mae-ast-benchmark-pretrain and mae-ast-benchmark-data in their --tiny modes, run as a user
+would (subprocesses of the console scripts); checks the JSON reports."""
 
 import json
 import subprocess
 import sys
 
-from conftest import REPO
+from conftest import REPO, console_script
 
 
 def run_script(*args, timeout=300):
     proc = subprocess.run(
-        [sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [console_script(args[0]), *args[1:]], cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
     assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
@@ -18,7 +18,7 @@ def run_script(*args, timeout=300):
 
 def test_benchmark_pretrain_tiny(tmp_path):
     out = tmp_path / "pretrain.json"
-    proc = run_script("scripts/benchmark_pretrain.py", "--tiny", "--tokens", "patch", "--out", str(out))
+    proc = run_script("mae-ast-benchmark-pretrain", "--tiny", "--tokens", "patch", "--out", str(out))
     report = json.loads(out.read_text())
     assert "| config |" in proc.stdout and "MAE-AST / SSAST" in proc.stdout
     assert report["settings"]["device"] == "cpu" and report["settings"]["tiny"]
@@ -52,7 +52,7 @@ def test_benchmark_pretrain_tiny(tmp_path):
 
 def test_benchmark_data_tiny(tmp_path):
     out = tmp_path / "data.json"
-    proc = run_script("scripts/benchmark_data.py", "--tiny", "--out", str(out))
+    proc = run_script("mae-ast-benchmark-data", "--tiny", "--out", str(out))
     report = json.loads(out.read_text())
     assert "| loader workers |" in proc.stdout
     assert [r["workers"] for r in report["results"]] == [0, 1]

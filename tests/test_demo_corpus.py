@@ -1,7 +1,6 @@
-"""Tests for mae_ast_plugin/speech_synth.py and scripts/make_demo_corpus.py.
+"""Tests for mae_ast_plugin/corpora/speech_synth.py and mae-ast-make-demo-corpus.
 
-Both files are loaded by path so that the tests do not import the package
-__init__ (which needs fairseq).
+speech_synth.py is loaded by path where a test blocks one of its imports.
 """
 
 import hashlib
@@ -17,8 +16,7 @@ import pytest
 sf = pytest.importorskip("soundfile")
 
 REPO = Path(__file__).resolve().parent.parent
-SYNTH_PATH = REPO / "mae_ast_plugin" / "speech_synth.py"
-SCRIPT_PATH = REPO / "scripts" / "make_demo_corpus.py"
+SYNTH_PATH = REPO / "mae_ast_plugin" / "corpora" / "speech_synth.py"
 
 # Small corpus: 8 pretraining + 48 keyword + 21 speaker clips.
 SMALL = [
@@ -48,7 +46,9 @@ def ss():
 
 @pytest.fixture(scope="module")
 def corpus_script(ss):
-    return _load("_test_make_demo_corpus", SCRIPT_PATH)
+    from mae_ast_plugin.corpora import demo
+
+    return demo
 
 
 def _build_args(tmp, seed):
@@ -58,10 +58,10 @@ def _build_args(tmp, seed):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, ss):
-    """Corpus built by running the script as a program, from the repo root."""
+    """Corpus built by running the console script, from the repo root."""
     tmp = tmp_path_factory.mktemp("corpus_a")
     result = subprocess.run(
-        [sys.executable, "scripts/make_demo_corpus.py"] + _build_args(tmp, 7),
+        [str(Path(sys.executable).parent / "mae-ast-make-demo-corpus")] + _build_args(tmp, 7),
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -274,11 +274,11 @@ def test_speaker_splits(built):
 
 def test_deterministic_and_seed_dependent(built, corpus_script, tmp_path):
     same = tmp_path / "same"
-    corpus_script.main(corpus_script.get_parser().parse_args(_build_args(same, 7)))
+    corpus_script.build(corpus_script.get_parser().parse_args(_build_args(same, 7)))
     assert _hashes(same) == _hashes(built)
 
     other = tmp_path / "other"
-    corpus_script.main(corpus_script.get_parser().parse_args(_build_args(other, 8)))
+    corpus_script.build(corpus_script.get_parser().parse_args(_build_args(other, 8)))
     a, b = _hashes(built), _hashes(other)
     assert a.keys() == b.keys()
     wavs = [k for k in a if k.endswith(".wav")]
@@ -288,18 +288,18 @@ def test_deterministic_and_seed_dependent(built, corpus_script, tmp_path):
 def test_rerun_is_skipped_unless_forced(built, corpus_script, capsys):
     record_path = built / "manifests" / "corpus.json"
     before = {p: p.stat().st_mtime_ns for p in (built / "audio").rglob("*.wav")}
-    record = corpus_script.main(corpus_script.get_parser().parse_args(_build_args(built, 7)))
+    record = corpus_script.build(corpus_script.get_parser().parse_args(_build_args(built, 7)))
     assert "already built" in capsys.readouterr().out
     assert record == json.loads(record_path.read_text())
     assert record["total_clips"] == 8 + 48 + 21
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
     # --force rebuilds (identical bytes); a smaller build removes stale clips
-    corpus_script.main(corpus_script.get_parser().parse_args(_build_args(built, 7) + ["--force"]))
+    corpus_script.build(corpus_script.get_parser().parse_args(_build_args(built, 7) + ["--force"]))
     assert "already built" not in capsys.readouterr().out
     smaller = _build_args(built, 7) + ["--num-pretrain", "3"]
-    corpus_script.main(corpus_script.get_parser().parse_args(smaller))
+    corpus_script.build(corpus_script.get_parser().parse_args(smaller))
     assert len(list((built / "audio" / "pretrain" / "train").glob("*.wav"))) == 3
     assert not list(built.rglob("*.tmp"))
     # restore the module fixture's corpus for any test running after this one
-    corpus_script.main(corpus_script.get_parser().parse_args(_build_args(built, 7)))
+    corpus_script.build(corpus_script.get_parser().parse_args(_build_args(built, 7)))

@@ -12,7 +12,7 @@ from finetune_helpers import (  # noqa: F401  (base, runs: shared session fixtur
     recipe_data,
     runs,
 )
-from mae_ast_plugin import predict
+from mae_ast_plugin.tools import predict
 
 
 def write_result(path, benchmark, value, name="MAE-AST Patch", layers=6, masking="Chunked", std=None):

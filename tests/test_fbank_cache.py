@@ -1,4 +1,4 @@
-"""The precomputed fbank cache (task.fbank_cache, scripts/precompute_fbank.py): the same features
+"""The precomputed fbank cache (task.fbank_cache, mae-ast-precompute-fbank): the same features
 and errors as on the fly, and a clear error naming the shard when the cache is stale or corrupt;
 builds resume after an interruption."""
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY_MODEL, hydra_train
+from conftest import REPO, TINY_MODEL, console_script, hydra_train
 from mae_ast_plugin.data import fbank_cache
 from mae_ast_plugin.data.fbank_cache import FbankCache, FbankCacheError, build_split
 from mae_ast_plugin.data.fbank_dataset import FbankAudioDataset
@@ -189,7 +189,7 @@ def test_training_from_the_cache_logs_the_same_losses(tiny_corpus, tmp_path):
     """End to end: the script builds every split, and fairseq-hydra-train with task.fbank_cache
     trains exactly as without it."""
     cache_dir = tmp_path / "cache"
-    script = [sys.executable, "scripts/precompute_fbank.py", str(tiny_corpus), str(cache_dir)]
+    script = [console_script("mae-ast-precompute-fbank"), str(tiny_corpus), str(cache_dir)]
     subprocess.run([*script, "--workers", "2"], cwd=REPO, check=True, capture_output=True)
     assert json.loads((cache_dir / "valid.json").read_text())["num_shards"] == 1
     losses = []

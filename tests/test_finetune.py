@@ -86,7 +86,7 @@ def test_scratch_frozen_encoder(runs):
 
 
 def test_finetuned_checkpoint_loads_without_training_data_or_pretrained_file(runs, monkeypatch):
-    from mae_ast_plugin.predict import load_classifier
+    from mae_ast_plugin.tools.predict import load_classifier
 
     def no_pretrained_file(path):
         raise AssertionError(f"read the pretrained checkpoint {path}")

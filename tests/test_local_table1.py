@@ -1,9 +1,8 @@
-"""The local Table 1 miniature (scripts/run_local_table1.py) end to end in its tiny preset: the
+"""The local Table 1 miniature (mae-ast-table1) end to end in its tiny preset: the
 synthetic benchmark, four pretrainings, every row fine-tuned and scored on every task, the
 results file, the figure and the report; then resuming, and the benchmark's split rules."""
 
 import hashlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, console_script
 
 pytest.importorskip("espeakng_loader")
 
@@ -22,7 +21,7 @@ ROWS = PRETRAINED_ROWS + ("scratch_patch", "scratch_frame")
 
 
 def run_driver(out: Path, *extra):
-    cmd = [sys.executable, "scripts/run_local_table1.py", "--preset", "tiny", "--out", str(out),
+    cmd = [console_script("mae-ast-table1"), "--preset", "tiny", "--out", str(out),
            "--report", str(out / "report.md"), "--figure", str(out / "losses.png"), *extra]
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -87,7 +86,7 @@ def test_report_and_figure(tiny_run):
     for claim in ("Claim 1", "Claim 2", "Claim 3"):
         assert claim in report
     assert "usable cores" in report and "load average" in report
-    assert "python scripts/run_local_table1.py --preset tiny" in report
+    assert "mae-ast-table1 --preset tiny" in report
     runs = len(PRETRAINED_ROWS) + len(ROWS) * len(TASKS)
     assert report.count("fairseq-hydra-train --config-dir") == runs
     assert "![Pretraining loss curves](losses.png)" in report
@@ -160,12 +159,9 @@ def test_split_rules(tiny_run):
 
 
 def load_benchmark_script():
-    path = REPO / "scripts" / "make_local_benchmark.py"
-    spec = importlib.util.spec_from_file_location("make_local_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_local_benchmark", module)
-    spec.loader.exec_module(module)
-    return module
+    from mae_ast_plugin.corpora import table1
+
+    return table1
 
 
 def _digests(root: Path):
@@ -186,7 +182,7 @@ def test_benchmark_is_deterministic(tmp_path):
              "--speaker-eval-clips", "1", "--events-per-class", "1", "--events-eval-per-class", "1"]
     digests = []
     for name in ("a", "b"):
-        cmd = [sys.executable, "scripts/make_local_benchmark.py",
+        cmd = [console_script("mae-ast-make-table1-corpus"),
                "--out", str(tmp_path / name / "audio"),
                "--manifests", str(tmp_path / name / "manifests"),
                "--workers", "2" if name == "a" else "1", *sizes]

@@ -109,9 +109,8 @@ def test_documented_launch_line_resolves_relative_paths(tiny_corpus, tmp_path):
 def test_plots_of_a_run(patch_run, tiny_corpus, tmp_path):
     """The demo's pictures: loss curves from the log, and a masked reconstruction."""
     import subprocess
-    import sys
 
-    from conftest import REPO
+    from conftest import REPO, console_script
     from mae_ast_plugin.plotting import plot_losses, read_training_log
 
     run_dir, _ = patch_run
@@ -124,7 +123,7 @@ def test_plots_of_a_run(patch_run, tiny_corpus, tmp_path):
 
     audio = tiny_corpus / "audio" / "valid_000.wav"
     proc = subprocess.run(
-        [sys.executable, "scripts/plot_reconstruction.py", str(run_dir / "checkpoints" / "checkpoint_last.pt"),
+        [console_script("mae-ast-plot-reconstruction"), str(run_dir / "checkpoints" / "checkpoint_last.pt"),
          str(audio), "--out", str(tmp_path / "recon.png")],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )

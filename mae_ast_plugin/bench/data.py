@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
-"""Clips/s of the audio -> filterbank input pipeline, for several DataLoader worker counts.
+"""``mae-ast-benchmark-data``: clips/s of the audio -> filterbank input pipeline, for several DataLoader worker counts.
 
 Runs the real pipeline of pretraining: ``read_manifest`` -> ``FbankAudioDataset`` (soundfile
 read, mono mixdown, resampling to 16 kHz when needed, crop to 10 s, Kaldi fbank) -> a torch
 ``DataLoader`` with the dataset's ``collater`` (padding + padding mask).  Compare the result with
-``benchmark_pretrain.py``'s clips/s to see how many ``dataset.num_workers`` keep a GPU fed.
+``mae-ast-benchmark-pretrain``'s clips/s to see how many ``dataset.num_workers`` keep a GPU fed.
 
 Steady-state clips/s is timed after the first ``max(1, 2 x workers)`` batches (worker start-up
 and the prefetch queue), so give it enough clips (a few batches per worker beyond that); the
@@ -12,15 +11,14 @@ rate over the whole run, start-up included, is reported too.  Each worker count 
 clips (``--passes`` times, to have enough of them); the page cache is warm after the first
 pass, so this measures decoding and feature computation, not the disk.
 
-Examples (from the repository root)::
+Examples::
 
-    python scripts/benchmark_data.py manifests/demo/train.tsv --workers 0 1 2
-    python scripts/benchmark_data.py --generate 200 --workers 0 1 2 4 8 --out data.json
-    python scripts/benchmark_data.py --generate 200 --compare gpu.json   # workers needed
-    python scripts/benchmark_data.py --tiny --out tiny.json              # seconds; for tests
+    mae-ast-benchmark-data manifests/demo/train.tsv --workers 0 1 2
+    mae-ast-benchmark-data --generate 200 --workers 0 1 2 4 8 --out data.json
+    mae-ast-benchmark-data --generate 200 --compare gpu.json   # workers needed
+    mae-ast-benchmark-data --tiny --out tiny.json              # seconds; for tests
 """
 
-import argparse
 import datetime
 import json
 import math
@@ -31,9 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from mae_ast_plugin.cli import command_parser
 
 
 def log(message):
@@ -129,7 +125,7 @@ def markdown(report) -> str:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("mae-ast-benchmark-data", __doc__)
     parser.add_argument("manifest", nargs="?", help="fairseq tsv manifest to read")
     parser.add_argument("--generate", type=int, metavar="N", help="generate N clips instead")
     parser.add_argument("--generate-dir", help="where to write them (default: a temporary folder)")
@@ -140,7 +136,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-clips", type=int, help="use at most this many clips of the manifest")
     parser.add_argument("--passes", type=int, default=1, help="read the clips this many times")
     parser.add_argument("--max-sample-len-s", type=float, default=10.0, help="crop length (task's)")
-    parser.add_argument("--compare", help="benchmark_pretrain.py JSON: report the workers it needs")
+    parser.add_argument("--compare", help="mae-ast-benchmark-pretrain JSON: report the workers it needs")
     parser.add_argument("--tiny", action="store_true", help="6 generated 1 s clips, workers 0 1")
     parser.add_argument("--threads", type=int, help="torch threads of the main process (0 workers)")
     parser.add_argument("--out", help="write the JSON report here")

@@ -1,19 +1,19 @@
-#!/usr/bin/env python3
-"""Loader clips/s with and without the precomputed fbank cache (task.fbank_cache).
+"""``mae-ast-benchmark-loader-cache``: loader clips/s with and without the precomputed fbank cache (task.fbank_cache).
 
-Generates a corpus of 10 s clips (16-bit wav, benchmark_data.py's generator), builds the cache
-in float32 and float16 with the code of scripts/precompute_fbank.py (timing the build), then
-reads the corpus through the pretraining dataset and a DataLoader (benchmark_data.py's
+Generates a corpus of 10 s clips (16-bit wav, the generator of bench/data.py), builds the cache
+in float32 and float16 with the code of ``mae-ast-precompute-fbank`` (timing the build), then
+reads the corpus through the pretraining dataset and a DataLoader (bench/data.py's
 measurement) from the audio, from the float32 cache and from the float16 cache, for each
 loader worker count (0: in this process, one thread: the cost per clip of one core, without
 the transfer of batches from worker processes).  The files are in the page cache after the
 first pass, so this measures CPU cost, not the disk: the cache reads 511 KB per 10 s clip in
 float32, 256 KB in float16 (16-bit wav: 320 KB).
 
-    python scripts/benchmark_loader_cache.py --clips 200 --workers 0 1 2 --out cache.json
+Example::
+
+    mae-ast-benchmark-loader-cache --clips 200 --workers 0 1 2 --out cache.json
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -23,16 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-for path in (REPO, REPO / "scripts"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from benchmark_data import generate_corpus, measure  # noqa: E402
+from mae_ast_plugin.bench.data import generate_corpus, measure
+from mae_ast_plugin.cli import command_parser
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("mae-ast-benchmark-loader-cache", __doc__)
     parser.add_argument("--clips", type=int, default=200, help="10 s clips to generate")
     parser.add_argument("--sample-rate", type=int, default=16000, help="of the generated clips")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader workers")

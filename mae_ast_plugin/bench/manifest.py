@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Start-up cost of a large manifest: time and memory of reading a 2M-line manifest, of the
+"""``mae-ast-benchmark-manifest``: start-up cost of a large manifest: time and memory of reading a 2M-line manifest, of the
 dataset's first batching, of opening an fbank cache of it, and the memory of a loader worker.
 
 Generates a manifest of AudioSet-like lines in a temporary directory, then, in a fresh Python
@@ -12,7 +11,9 @@ process (so that the numbers are not blurred by this one):
 * a forked loader worker that reads the paths and sizes of 100k random entries: its private
   memory (USS: Private_Clean + Private_Dirty), i.e. what a worker costs beyond shared pages.
 
-    python scripts/benchmark_manifest.py --lines 2000000 --out manifest.json
+Example::
+
+    mae-ast-benchmark-manifest --lines 2000000 --out manifest.json
 """
 
 import argparse
@@ -26,9 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from mae_ast_plugin.cli import command_parser
 
 
 def proc_status(pid="self"):
@@ -72,7 +71,7 @@ def generate_manifest(path: Path, lines: int, seed: int = 0):
 
 
 def fake_cache(manifest_path: str, cache_dir: str, num_shards: int):
-    """Shard metadata and index files as precompute_fbank.py writes them, over sparse data files
+    """Shard metadata and index files as mae-ast-precompute-fbank writes them, over sparse data files
     (every clip 998 rows): enough for FbankCache.open, which reads no feature data."""
     import numpy as np
 
@@ -192,7 +191,7 @@ def summary(result: dict, lines: int, shards: int) -> str:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("mae-ast-benchmark-manifest", __doc__)
     parser.add_argument("--lines", type=int, default=2_000_000, help="manifest entries")
     parser.add_argument("--shards", type=int, default=1000, help="fbank cache shards")
     parser.add_argument("--out", help="write the JSON report here")
@@ -215,7 +214,8 @@ def main(argv=None):
         os.makedirs(cache_dir)
         fake_cache(manifest_path, cache_dir, args.shards)
         child = subprocess.run(
-            [sys.executable, __file__, "--measure", manifest_path, cache_dir],
+            [sys.executable, "-m", "mae_ast_plugin.bench.manifest", "--measure", manifest_path,
+             cache_dir],
             check=True,
             capture_output=True,
             text=True,

@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Time full pretraining steps of MAE-AST and the SSAST baseline on identical inputs.
+"""``mae-ast-benchmark-pretrain``: time full pretraining steps of MAE-AST and the SSAST baseline on identical inputs.
 
 One step is what the trainer does per update: forward with masking, the ``mae_ast`` loss
 (``10 x MSE + 1 x InfoNCE`` on the masked tokens, via ``masked_prediction_losses``), backward,
@@ -29,13 +28,13 @@ QK^T and AV, FFN, post-encoder projection, the two heads and the InfoNCE logits)
 for forward + backward.  LayerDrop is off by default (``--layerdrop``) so that every step runs
 every layer and the FLOP count is exact; dropout is on, as in training.
 
-Examples (from the repository root)::
+Examples::
 
-    python scripts/benchmark_pretrain.py --device cpu --batch-size 8 --layers 12 \\
+    mae-ast-benchmark-pretrain --device cpu --batch-size 8 --layers 12 \\
         --warmup 1 --steps 3 --out cpu.json
-    python scripts/benchmark_pretrain.py --device cuda --batch-size 32 --layers 6 12 --out gpu.json
-    python scripts/benchmark_pretrain.py --device cuda --layers 12 --cuda-graph --compile
-    python scripts/benchmark_pretrain.py --tiny --out tiny.json      # seconds; for tests
+    mae-ast-benchmark-pretrain --device cuda --batch-size 32 --layers 6 12 --out gpu.json
+    mae-ast-benchmark-pretrain --device cuda --layers 12 --cuda-graph --compile
+    mae-ast-benchmark-pretrain --tiny --out tiny.json      # seconds; for tests
 """
 
 import argparse
@@ -52,9 +51,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from mae_ast_plugin.cli import command_parser
+
 
 MODELS = ("mae_ast", "ssast")
 TOKENS = {
@@ -373,10 +371,9 @@ def profile_steps(step, sync, spec, cuda):
 def run_in_subprocess(spec: dict) -> dict:
     """Run one configuration in a fresh interpreter so that its ru_maxrss is its own."""
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
+        [sys.executable, "-m", "mae_ast_plugin.bench.pretrain", "--child", json.dumps(spec)],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=str(REPO),
     )
     if proc.returncode != 0:
         raise RuntimeError(f"configuration {spec['name']} failed (exit {proc.returncode})")
@@ -500,7 +497,7 @@ def markdown(report) -> str:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("mae-ast-benchmark-pretrain", __doc__)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--batch-size", type=int, help="clips per step (default 32 on CUDA, 8 on CPU)")
     parser.add_argument("--layers", type=int, nargs="+", help="encoder depths (default 6 12)")

@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Build a small, deterministic synthetic speech corpus for MAE-AST demos.
+"""``mae-ast-make-demo-corpus``: build a small, deterministic synthetic speech corpus for MAE-AST demos.
 
 Speech is synthesised with espeak-ng (PyPI package ``espeakng-loader``) using
 many voices/accents, voice variants, speaking rates and pitches, and mixed
@@ -25,9 +24,10 @@ size does not reshuffle the other clips. A finished build is recorded in
 ``{manifests}/corpus.json``; rerunning with the same parameters is a no-op
 unless ``--force`` is given.
 
-Usage (from the repository root):
-    python scripts/make_demo_corpus.py                      # default demo size
-    python scripts/make_demo_corpus.py --num-pretrain 100 --seed 3 --force
+Examples (from the repository root)::
+
+    mae-ast-make-demo-corpus                      # default demo size
+    mae-ast-make-demo-corpus --num-pretrain 100 --seed 3 --force
 """
 
 import os
@@ -39,7 +39,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import concurrent.futures
-import importlib.util
 import json
 import multiprocessing
 import sys
@@ -50,12 +49,9 @@ from pathlib import Path
 
 import numpy as np
 
-
-if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use this checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mae_ast_plugin import speech_synth as ss  # noqa: E402
-from mae_ast_plugin.data.prep_utils import (  # noqa: E402
+from mae_ast_plugin.cli import command_parser
+from mae_ast_plugin.corpora import speech_synth as ss
+from mae_ast_plugin.data.prep_utils import (
     ClassInfo,
     Clip,
     atomic_write_text,
@@ -151,11 +147,7 @@ FOREIGN_WORDS = {
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(
-        description="Build a deterministic synthetic (espeak-ng) speech corpus with "
-        "fairseq manifests for MAE-AST pretraining, keyword spotting and speaker id.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = command_parser("mae-ast-make-demo-corpus", __doc__)
     parser.add_argument("--out", default="data/demo", metavar="DIR", help="audio output directory")
     parser.add_argument(
         "--manifests", default="manifests/demo", metavar="DIR", help="manifest output directory"
@@ -620,7 +612,9 @@ def _format_summary(record):
     return "\n".join(lines)
 
 
-def main(args):
+def build(args):
+    """Build (or find up to date) the corpus of ``args`` (``get_parser()``'s options); returns
+    the ``corpus.json`` record."""
     _check_args(args)
     if not ss.espeak_available():
         raise SystemExit(f"espeak-ng is not available: {ss.INSTALL_HINT}")
@@ -675,7 +669,7 @@ def main(args):
         return round(sum(frames[c["path"]] for c in clips) / SAMPLE_RATE, 2)
 
     record = {
-        "generator": "scripts/make_demo_corpus.py",
+        "generator": "mae-ast-make-demo-corpus",
         "params": params,
         "manifest_dir": str(manifest_dir),
         "counts": {
@@ -710,5 +704,10 @@ def main(args):
     return record
 
 
+def main(argv=None):
+    build(get_parser().parse_args(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    sys.exit(main())

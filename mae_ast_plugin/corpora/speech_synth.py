@@ -1,10 +1,10 @@
 """Deterministic speech synthesis (espeak-ng) and background-noise helpers.
 
-This module backs the synthetic demo corpus (``scripts/make_demo_corpus.py``)
+This module backs the synthetic demo corpus (``mae_ast_plugin/corpora/demo.py``)
 but is usable on its own::
 
     import numpy as np
-    from mae_ast_plugin import speech_synth as ss
+    from mae_ast_plugin.corpora import speech_synth as ss
 
     speech = ss.synthesize("turn left at the bridge", voice="en-us", variant="f2")
     rng = np.random.default_rng(0)

@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Build the local miniature of Table 1's benchmarks: deterministic, synthetic, pip-only.
+"""``mae-ast-make-table1-corpus``: build the local miniature of Table 1's benchmarks: deterministic, synthetic, pip-only.
 
 Four datasets, written as the plugin's manifests (``{split}.tsv``, ``{split}.lbl``,
 ``labels.csv`` through prep_utils, plus a ``{split}.meta.jsonl`` per split describing every
@@ -33,8 +32,10 @@ The same ``--seed`` and sizes give byte-identical files; each clip is planned fr
 seeded by (seed, part, split, index).  A finished build is recorded in ``{manifests}/corpus.json``
 and rerunning with the same parameters is a no-op (``--force`` rebuilds).
 
-    python scripts/make_local_benchmark.py            # small, for 2 CPU cores
-    python scripts/make_local_benchmark.py --large    # about 5x more, for a GPU
+Examples::
+
+    mae-ast-make-table1-corpus            # small, for 2 CPU cores
+    mae-ast-make-table1-corpus --large    # about 5x more, for a GPU
 """
 
 import os
@@ -45,7 +46,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -53,27 +53,10 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use this checkout
-    sys.path.insert(0, str(REPO))
-
-from mae_ast_plugin import speech_synth as ss  # noqa: E402
+from mae_ast_plugin.cli import command_parser  # noqa: E402
+from mae_ast_plugin.corpora import demo  # noqa: E402
+from mae_ast_plugin.corpora import speech_synth as ss  # noqa: E402
 from mae_ast_plugin.data.prep_utils import ClassInfo, atomic_write_text, write_labels_csv  # noqa: E402
-
-
-def _load_demo_corpus():
-    """scripts/make_demo_corpus.py as a module (registered, so that its functions pickle into
-    the rendering worker processes)."""
-    name = "make_demo_corpus"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-demo = _load_demo_corpus()
 
 FORMAT_VERSION = 1  # bump when the audio changes for the same parameters
 SAMPLE_RATE = demo.SAMPLE_RATE
@@ -130,11 +113,7 @@ SIZE_OPTIONS = tuple(PRESETS["small"])
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(
-        description="Build the synthetic pretraining corpus and the keyword, speaker and "
-        "sound-event tasks of the local Table 1 miniature.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = command_parser("mae-ast-make-table1-corpus", __doc__)
     parser.add_argument("--out", default="data/local", metavar="DIR", help="audio directory")
     parser.add_argument("--manifests", default="manifests/local", metavar="DIR",
                         help="manifest directory (pretrain/, keyword/, speaker/, events/)")
@@ -515,7 +494,9 @@ def format_summary(record):
     return "\n".join(lines)
 
 
-def main(args):
+def build(args):
+    """Build (or find up to date) the benchmark of ``args`` (``get_parser()``'s options); returns
+    the ``corpus.json`` record."""
     resolve_sizes(args)
     if not ss.espeak_available():
         raise SystemExit(f"espeak-ng is not available: {ss.INSTALL_HINT}")
@@ -558,7 +539,7 @@ def main(args):
         return round(sum(frames[c["path"]] for c in clips) / SAMPLE_RATE, 2)
 
     record = {
-        "generator": "scripts/make_local_benchmark.py",
+        "generator": "mae-ast-make-table1-corpus",
         "params": params,
         "manifest_dir": str(manifest_dir),
         "variants": {s: [str(v) for v in vs] for s, vs in variants_of_split.items()},
@@ -587,5 +568,10 @@ def main(args):
     return record
 
 
+def main(argv=None):
+    build(get_parser().parse_args(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    sys.exit(main())

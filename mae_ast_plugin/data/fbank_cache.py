@@ -1,6 +1,6 @@
 """A precomputed filterbank cache: the whole-clip fbank of every manifest entry, memory-mapped.
 
-Built by ``scripts/precompute_fbank.py`` (:func:`build_split`), read by
+Built by ``mae-ast-precompute-fbank`` (:func:`build_split`), read by
 :class:`~mae_ast_plugin.data.fbank_dataset.FbankAudioDataset` when ``task.fbank_cache`` is set.
 The dataset crops rows of the whole clip's fbank; crops start at a whole number of frame shifts,
 so the rows are exactly the fbank of the cropped audio that the on-the-fly path computes.
@@ -323,7 +323,7 @@ class FbankCache:
         raises :class:`FbankCacheError` naming the shard if it is missing, stale or corrupt."""
         data_dir = os.path.dirname(manifest.path) or "."
         rebuild = (
-            f"build it with: python scripts/precompute_fbank.py {data_dir} {cache_dir} "
+            f"build it with: mae-ast-precompute-fbank {data_dir} {cache_dir} "
             f"--splits {split}"
         )
         split_path = os.path.join(cache_dir, split + ".json")
@@ -390,7 +390,7 @@ class FbankCache:
             raise FbankCacheError(
                 f"fbank cache shard {os.path.join(self.cache_dir, self._names[shard])}.fbank is "
                 f"corrupt: the clip of manifest line {record['line']} fails its crc32 check; "
-                "rebuild it with scripts/precompute_fbank.py --verify"
+                "rebuild it with mae-ast-precompute-fbank --verify"
             )
         return rows, int(record["samples"])
 

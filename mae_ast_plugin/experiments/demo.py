@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
-"""The main job on the built-in demo data (what `make demo` runs).
+"""``mae-ast-demo``: the main job on the built-in demo data (what `make demo` runs).
 
-1. builds the synthetic speech corpus (scripts/make_demo_corpus.py; skipped if already built),
+1. builds the synthetic speech corpus (``mae-ast-make-demo-corpus``; skipped if already built),
 2. pretrains a small MAE-AST on it with fairseq-hydra-train (config/pretrain/demo.yaml),
 3. plots the loss curves and a masked reconstruction of a held-out clip,
 4. fine-tunes on the corpus's keyword task twice with the same budget, from the pretrained
@@ -10,18 +9,24 @@
 5. prints where everything is, the validation loss at the first and last evaluation (it fails
    if pretraining did not lower it clearly) and the two test accuracies.
 
-Re-running continues finished or interrupted runs from their checkpoints.
+Re-running continues finished or interrupted runs from their checkpoints.  It runs from the
+repository checkout (the configs and outputs live there).
+
+Examples::
+
+    mae-ast-demo                                      # what `make demo` runs
+    mae-ast-demo optimization.max_update=200 --skip-finetune
 """
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from mae_ast_plugin.cli import command_parser
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout: configs, data and outputs
 
 OUT = Path("outputs/demo")
 MANIFESTS = Path("manifests/demo")
@@ -91,9 +96,17 @@ def encoder_overrides(checkpoint: Path):
     return [f"model.encoder.{key}={model[key]}" for key in keys]
 
 
-def main(args):
+def get_parser():
+    parser = command_parser("mae-ast-demo", __doc__)
+    parser.add_argument("overrides", nargs="*", help="extra hydra overrides for pretraining, e.g. optimization.max_update=200")
+    parser.add_argument("--skip-finetune", action="store_true", help="stop after pretraining and the plots")
+    return parser
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
     os.chdir(REPO)
-    run([sys.executable, "scripts/make_demo_corpus.py", "--out", "data/demo", "--manifests", MANIFESTS])
+    run([sys.executable, "-m", "mae_ast_plugin.corpora.demo", "--out", "data/demo", "--manifests", MANIFESTS])
     hydra_train("config/pretrain", "demo", PRETRAIN_DIR, [f"task.data={MANIFESTS}", *args.overrides])
 
     from mae_ast_plugin.plotting import plot_losses
@@ -103,7 +116,7 @@ def main(args):
     checkpoint = PRETRAIN_DIR / "checkpoints" / "checkpoint_last.pt"
     first_clip = (MANIFESTS / "valid.tsv").read_text().splitlines()
     audio = Path(first_clip[0]) / first_clip[1].split("\t")[0]
-    run([sys.executable, "scripts/plot_reconstruction.py", checkpoint, audio, "--out", OUT / "reconstruction.png"])
+    run([sys.executable, "-m", "mae_ast_plugin.tools.plot_reconstruction", checkpoint, audio, "--out", OUT / "reconstruction.png"])
 
     valid = records["valid"]
     first, last = valid[0]["valid_loss"], valid[-1]["valid_loss"]
@@ -126,10 +139,8 @@ def main(args):
         print(f"  from scratch:                   accuracy {scratch:.3f}  ({OUT / 'keyword_scratch'})")
     if not last < 0.9 * first:
         raise SystemExit("pretraining did not lower the validation loss clearly (by 10% or more)")
+    return 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*", help="extra hydra overrides for pretraining, e.g. optimization.max_update=200")
-    parser.add_argument("--skip-finetune", action="store_true", help="stop after pretraining and the plots")
-    main(parser.parse_args())
+    sys.exit(main())

@@ -1,7 +1,10 @@
-#!/usr/bin/env python3
-"""Embed every clip of a manifest with a checkpoint's encoder.
+"""``mae-ast-extract-features``: embed every clip of a manifest with a checkpoint's encoder.
 
-    python scripts/extract_features.py CHECKPOINT MANIFEST.tsv OUT_DIR [--layer K] [--pooling mean|tokens]
+    mae-ast-extract-features CHECKPOINT MANIFEST.tsv OUT_DIR [--layer K] [--pooling mean|tokens]
+
+Example::
+
+    mae-ast-extract-features chk/mae_ast_patch.pt manifests/esc50/fold1.tsv feats/ --layer 6
 
 Writes ``OUT_DIR/features/NNNNNNNN.npy`` per manifest row (row 0 is the first clip): the
 mean over the clip's tokens (``mean``, shape (C,)) or every token (``tokens``, shape (L, C)) of
@@ -10,7 +13,6 @@ tokens).  Every file is written under a temporary name and renamed, so an interr
 be restarted with the same command: finished clips are skipped.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -18,15 +20,14 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mae_ast_plugin import load_encoder  # noqa: E402
-from mae_ast_plugin.data.manifest import read_manifest  # noqa: E402
-from mae_ast_plugin.features import AudioError, load_audio  # noqa: E402
+from mae_ast_plugin import load_encoder
+from mae_ast_plugin.cli import command_parser
+from mae_ast_plugin.data.manifest import read_manifest
+from mae_ast_plugin.features import AudioError, load_audio
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("mae-ast-extract-features", __doc__)
     parser.add_argument("checkpoint", help="pretraining or fine-tuning checkpoint (ours or the authors')")
     parser.add_argument("manifest", help="fairseq tsv manifest")
     parser.add_argument("out_dir", help="output directory")
@@ -66,8 +67,10 @@ def check_settings(out_dir: str, settings: dict):
         atomic_write_text(path, json.dumps(settings, indent=1) + "\n")
 
 
-def main(args):
+def main(argv=None):
     from tqdm import tqdm
+
+    args = get_parser().parse_args(argv)
 
     encoder = load_encoder(args.checkpoint, device=args.device)
     layer = args.layer or encoder.num_layers
@@ -115,7 +118,8 @@ def main(args):
         f"{len(todo) - len(skipped)} clips embedded, {done_before} already done, {len(skipped)} skipped; "
         f"layer {layer}, {args.pooling} pooling -> {args.out_dir}"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    sys.exit(main())

@@ -1,28 +1,31 @@
-#!/usr/bin/env python3
-"""Plot a pretraining checkpoint's masked reconstruction of one audio file.
+"""``mae-ast-plot-reconstruction``: plot a pretraining checkpoint's masked reconstruction of
+one audio file.
 
-    python scripts/plot_reconstruction.py CHECKPOINT AUDIO [--out recon.png] [--seed 0]
+    mae-ast-plot-reconstruction CHECKPOINT AUDIO [--out recon.png] [--seed 0]
+
+Example::
+
+    mae-ast-plot-reconstruction outputs/demo/pretrain/checkpoints/checkpoint_last.pt clip.wav \\
+        --out recon.png
 
 Writes a PNG with three panels: the normalised input filterbank, the masked input (masked
 tokens in grey) and the reconstruction (visible tokens from the input, masked ones predicted).
 """
 
-import argparse
 import os
 import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import mae_ast_plugin  # noqa: E402,F401  (registers the plugin, upgrades authors' checkpoints)
-from mae_ast_plugin.checkpoints import build_pretrained_model, features_config, read_checkpoint  # noqa: E402
-from mae_ast_plugin.features import compute_fbank, load_audio  # noqa: E402
-from mae_ast_plugin.plotting import plot_reconstruction, reconstruction_images  # noqa: E402
+import mae_ast_plugin  # noqa: F401  (registers the plugin, upgrades authors' checkpoints)
+from mae_ast_plugin.checkpoints import build_pretrained_model, features_config, read_checkpoint
+from mae_ast_plugin.cli import command_parser
+from mae_ast_plugin.features import compute_fbank, load_audio
+from mae_ast_plugin.plotting import plot_reconstruction, reconstruction_images
 
 
 def get_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("mae-ast-plot-reconstruction", __doc__)
     parser.add_argument("checkpoint", help="pretraining checkpoint (mae_ast or ssast)")
     parser.add_argument("audio", help="any soundfile-readable audio file")
     parser.add_argument("--out", default="reconstruction.png", help="output PNG")
@@ -31,7 +34,8 @@ def get_parser():
     return parser
 
 
-def main(args):
+def main(argv=None):
+    args = get_parser().parse_args(argv)
     state = read_checkpoint(args.checkpoint)
     model = build_pretrained_model(state)
     features = features_config(state["cfg"])
@@ -43,7 +47,8 @@ def main(args):
     plot_reconstruction(images, args.out, title=title)
     masked = torch.isnan(torch.from_numpy(images[1])).float().mean().item()
     print(f"wrote {args.out} ({masked:.0%} of the plotted frames x bins masked)")
+    return 0
 
 
 if __name__ == "__main__":
-    main(get_parser().parse_args())
+    sys.exit(main())

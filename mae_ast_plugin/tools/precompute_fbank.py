@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Precompute the filterbanks of manifest splits into a memory-mapped cache (task.fbank_cache).
+"""``mae-ast-precompute-fbank``: precompute the filterbanks of manifest splits into a memory-mapped cache (task.fbank_cache).
 
 Decoding audio and computing Kaldi filterbanks costs loader CPU on every epoch; the cache does
 it once.  Training with ``task.fbank_cache=CACHE_DIR`` then reads exactly the same features (the
@@ -17,28 +16,24 @@ bits (an error of at most 2^-11 of the value: <= 0.004 for the usual range |x| <
 
 Examples (from the repository root)::
 
-    python scripts/precompute_fbank.py manifests/audioset /data/fbank_cache/audioset --workers 16
-    python scripts/precompute_fbank.py manifests/audioset /data/fbank_cache/audioset --dtype float16
+    mae-ast-precompute-fbank manifests/audioset /data/fbank_cache/audioset --workers 16
+    mae-ast-precompute-fbank manifests/audioset /data/fbank_cache/audioset --dtype float16
     fairseq-hydra-train ... task.data=manifests/audioset task.fbank_cache=/data/fbank_cache/audioset
 """
 
-import argparse
 import glob
 import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from mae_ast_plugin.data.fbank_cache import DTYPES, build_split  # noqa: E402
-from mae_ast_plugin.features import FbankConfig  # noqa: E402
+from mae_ast_plugin.cli import command_parser
+from mae_ast_plugin.data.fbank_cache import DTYPES, build_split
+from mae_ast_plugin.features import FbankConfig
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = command_parser("mae-ast-precompute-fbank", __doc__)
     parser.add_argument("data", help="directory of {split}.tsv manifests (task.data)")
     parser.add_argument("cache_dir", help="where to write the cache (task.fbank_cache)")
     parser.add_argument("--splits", nargs="+", help="splits to cache (default: every *.tsv)")

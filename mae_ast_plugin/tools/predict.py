@@ -2,19 +2,23 @@
 
     mae-ast-predict CHECKPOINT file.wav [file2.flac ...] [--top-k 5] [--device cuda]
 
+Example::
+
+    mae-ast-predict outputs/finetune/esc50/RUN/checkpoints/checkpoint_best.pt dog.wav --top-k 3
+
 prints, for each file, the top-k classes with their probabilities (softmax for single-label
 models, independent sigmoids for multi-label ones).  The checkpoint carries its class list and
 filterbank settings, so no training data is needed.
 """
 
-import argparse
 import logging
 import sys
 from typing import Optional
 
 import torch
 
-from .features import AudioError, compute_fbank, load_audio
+from mae_ast_plugin.cli import command_parser
+from mae_ast_plugin.features import AudioError, compute_fbank, load_audio
 
 # Table 1's columns, told apart by the class count and label type of their data.
 TABLE1_BENCHMARKS = {
@@ -38,7 +42,7 @@ def load_classifier(checkpoint: str, data: Optional[str] = None, device: str = "
     the training data directory (needed only to load evaluation splits)."""
     from fairseq import checkpoint_utils
 
-    from .models.mae_ast_classifier import MaeAstClassifier
+    from mae_ast_plugin.models.mae_ast_classifier import MaeAstClassifier
 
     overrides = {"task": {"data": data}} if data else None
     ensemble, _, task = checkpoint_utils.load_model_ensemble_and_task(
@@ -100,7 +104,7 @@ def predict_file(model, task, path: str, device: str = "cpu") -> torch.Tensor:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="mae-ast-predict", description=__doc__.split("\n\n")[0])
+    parser = command_parser("mae-ast-predict", __doc__)
     parser.add_argument("checkpoint", help="fine-tuned checkpoint (checkpoint_best.pt)")
     parser.add_argument("files", nargs="+", help="audio files (any format soundfile reads)")
     parser.add_argument("--top-k", type=int, default=5, help="classes to print per file")

@@ -1,0 +1,3 @@
+"""Benchmarks that print tables (``mae-ast-benchmark-*``): pretraining steps (pretrain), the
+audio -> fbank loader (data), the precomputed fbank cache (loader_cache) and large manifests
+(manifest); report.py holds what their reports share."""

@@ -159,9 +159,9 @@ def test_split_rules(tiny_run):
 
 
 def load_benchmark_script():
-    from mae_ast_plugin.corpora import table1
+    from mae_ast_plugin.corpora import sound_events
 
-    return table1
+    return sound_events
 
 
 def _digests(root: Path):

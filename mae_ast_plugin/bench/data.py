@@ -19,21 +19,15 @@ Examples::
     mae-ast-benchmark-data --tiny --out tiny.json              # seconds; for tests
 """
 
-import datetime
 import json
 import math
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from mae_ast_plugin.bench.report import command_line, log, machine_info, write_report
 from mae_ast_plugin.cli import command_parser
-
-
-def log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 def generate_corpus(root: Path, count: int, seconds: float, sample_rate: int, seed: int = 0) -> Path:
@@ -187,16 +181,8 @@ def main(argv=None):
             results.append(result)
 
     report = {
-        "machine": {
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average": os.getloadavg(),
-            "main_process_torch_threads": torch.get_num_threads(),
-        },
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "machine": machine_info(main_process_torch_threads=torch.get_num_threads()),
+        "command": command_line(),
         "manifest": args.manifest if args.generate is None else f"generated: {args.generate} clips",
         "clip_seconds": args.clip_seconds if args.generate is not None else None,
         "results": results,
@@ -211,10 +197,7 @@ def main(argv=None):
             "clips_per_s": fastest["clips_per_s"],
             "workers": min(enough) if enough else None,
         }
-    print(markdown(report))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, markdown(report), args.out)
     return 0
 
 

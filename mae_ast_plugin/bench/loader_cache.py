@@ -14,16 +14,14 @@ Example::
     mae-ast-benchmark-loader-cache --clips 200 --workers 0 1 2 --out cache.json
 """
 
-import datetime
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from mae_ast_plugin.bench.data import generate_corpus, measure
+from mae_ast_plugin.bench.report import command_line, log, machine_info, write_report
 from mae_ast_plugin.cli import command_parser
 
 
@@ -84,7 +82,6 @@ def markdown(report) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    import numpy as np
     import torch
 
     from mae_ast_plugin.data.fbank_cache import FbankCache
@@ -119,20 +116,12 @@ def main(argv=None):
                 result = measure(dataset, workers, args.batch_size, args.passes)
                 result["source"] = name
                 rate = result["clips_per_s"]
-                print(f"{name}, {workers} workers: {rate:.1f} clips/s", file=sys.stderr, flush=True)
+                log(f"{name}, {workers} workers: {rate:.1f} clips/s")
                 results.append(result)
 
     report = {
-        "machine": {
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average": os.getloadavg(),
-        },
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "machine": machine_info(),
+        "command": command_line(),
         "clips": args.clips,
         "sample_rate": args.sample_rate,
         "build_workers": args.build_workers,
@@ -141,10 +130,7 @@ def main(argv=None):
         "fbank_value_range": value_range,
         "results": results,
     }
-    print(markdown(report))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, markdown(report), args.out)
     return 0
 
 

@@ -17,16 +17,15 @@ Example::
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from mae_ast_plugin.bench.report import command_line, log, machine_info, write_report
 from mae_ast_plugin.cli import command_parser
 
 
@@ -123,8 +122,8 @@ def fake_cache(manifest_path: str, cache_dir: str, num_shards: int):
 def measure(manifest_path: str, cache_dir: str) -> dict:
     """Runs in a fresh process."""
     import numpy as np
-
     from fairseq.data import data_utils  # noqa: F401  (imported before the baseline)
+
     from mae_ast_plugin.data.fbank_cache import FbankCache
     from mae_ast_plugin.data.fbank_dataset import FbankAudioDataset
     from mae_ast_plugin.data.manifest import read_manifest
@@ -209,7 +208,7 @@ def main(argv=None):
         start = time.perf_counter()
         generate_manifest(Path(manifest_path), args.lines)
         seconds = time.perf_counter() - start
-        print(f"generated {args.lines} lines in {seconds:.1f} s", file=sys.stderr)
+        log(f"generated {args.lines} lines in {seconds:.1f} s")
         cache_dir = os.path.join(tmp, "cache")
         os.makedirs(cache_dir)
         fake_cache(manifest_path, cache_dir, args.shards)
@@ -222,28 +221,14 @@ def main(argv=None):
         )
         result = json.loads(child.stdout.strip().splitlines()[-1])
         result["manifest_bytes"] = os.path.getsize(manifest_path)
-    import numpy
-    import torch
-
     report = {
-        "machine": {
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "python": platform.python_version(),
-            "numpy": numpy.__version__,
-            "torch": torch.__version__,
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average": os.getloadavg(),
-        },
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "machine": machine_info(),
+        "command": command_line(),
         "lines": args.lines,
         "shards": args.shards,
         "result": result,
     }
-    print(summary(result, args.lines, args.shards))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, summary(result, args.lines, args.shards), args.out)
     return 0
 
 

@@ -39,7 +39,6 @@ Examples::
 
 import argparse
 import contextlib
-import datetime
 import gc
 import json
 import os
@@ -49,10 +48,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from mae_ast_plugin.bench.report import command_line, log, write_report
+from mae_ast_plugin.bench.report import machine_info as common_machine_info
 from mae_ast_plugin.cli import command_parser
-
 
 MODELS = ("mae_ast", "ssast")
 TOKENS = {
@@ -63,10 +62,6 @@ PAPER_SIZE = {"embed_dim": 768, "ffn_dim": 3072, "heads": 12, "decoder_layers": 
 TINY_SIZE = {"embed_dim": 32, "ffn_dim": 64, "heads": 2, "decoder_layers": 1, "clip_seconds": 1.0}
 NUM_MEL_BINS = 128
 RESULT_PREFIX = "BENCHMARK_RESULT "
-
-
-def log(message):
-    print(message, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -415,23 +410,8 @@ def measure_bf16_peak(size: int = 8192, repeats: int = 20, trials: int = 3) -> f
 def machine_info(device: str) -> dict:
     import torch
 
-    info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": os.getloadavg(),
-    }
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    info = common_machine_info(torch_threads=torch.get_num_threads())
+    info["load_average_at_start"] = info.pop("load_average")
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_memory_bytes"] = torch.cuda.get_device_properties(0).total_memory
@@ -565,6 +545,19 @@ def main(argv=None):
     steps = args.steps or defaults["steps"]
     warmup = defaults["warmup"] if args.warmup is None else args.warmup
 
+    # the settings every configuration shares, as run (specs) and as reported (settings)
+    shared = {
+        "device": device,
+        "batch": batch,
+        "steps": steps,
+        "warmup": warmup,
+        "mask_ratio": args.mask_ratio,
+        "layerdrop": args.layerdrop,
+        "compile": args.compile,
+        "compile_mode": args.compile_mode,
+        "cuda_graph": args.cuda_graph,
+        **size,
+    }
     specs = []
     for tokens in args.tokens:
         for depth in layers:
@@ -575,45 +568,27 @@ def main(argv=None):
                         "model": model,
                         "tokens": tokens,
                         "layers": depth,
-                        "batch": batch,
-                        "device": device,
-                        "steps": steps,
-                        "warmup": warmup,
-                        "mask_ratio": args.mask_ratio,
-                        "layerdrop": args.layerdrop,
-                        "compile": args.compile,
-                        "compile_mode": args.compile_mode,
-                        "cuda_graph": args.cuda_graph,
+                        **shared,
                         "profile_steps": args.profile_steps,
                         "seed": args.seed,
                         "threads": args.threads or (1 if args.tiny else None),
                         "reconstruction_weight": 10.0,
                         "classification_weight": 1.0,
-                        **size,
                     }
                 )
 
     report = {
         "machine": machine_info(device),
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "command": command_line(),
         "settings": {
-            "device": device,
-            "batch": batch,
+            **shared,
             "layers": layers,
             "tokens": args.tokens,
             "models": args.models,
-            "steps": steps,
-            "warmup": warmup,
-            "mask_ratio": args.mask_ratio,
-            "layerdrop": args.layerdrop,
-            "compile": args.compile,
-            "compile_mode": args.compile_mode,
-            "cuda_graph": args.cuda_graph,
             "precision": "bf16 autocast, SDPA flash/memory-efficient" if cuda else "fp32",
             "optimizer": "AdamW(lr 1e-4, betas (0.9, 0.98), eps 1e-6, wd 0.01) + clip_grad_norm 10",
             "loss": "10 x MSE + 1 x InfoNCE (masked_prediction_losses)",
             "tiny": args.tiny,
-            **size,
         },
     }
     if cuda:
@@ -642,13 +617,8 @@ def main(argv=None):
     report["ratios"] = ratios(results)
     report["machine"]["load_average_at_end"] = os.getloadavg()
 
-    text = markdown(report)
-    print(text)
-    for failure in failed:
-        print(f"FAILED {failure['name']}: {failure['error']}")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    failures = "".join(f"\nFAILED {failure['name']}: {failure['error']}" for failure in failed)
+    write_report(report, markdown(report) + failures, args.out)
     return 1 if failed else 0
 
 

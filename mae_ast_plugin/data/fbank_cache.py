@@ -20,7 +20,7 @@ Checks: opening a split checks each shard's metadata against the manifest (the s
 manifest lines the shard was built from, so an edited manifest is reported as stale), the
 sha256 of its index and the size of its data; every clip read is checked against its crc32, so
 corruption is found where it matters without reading the whole cache at every start.
-``precompute_fbank.py --verify`` checks every data file's sha256 and rebuilds bad shards.
+``mae-ast-precompute-fbank --verify`` checks every data file's sha256 and rebuilds bad shards.
 """
 
 import collections

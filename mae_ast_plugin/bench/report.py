@@ -1,0 +1,81 @@
+"""What every benchmark's report shares: progress lines on stderr, the machine and the command
+that produced the numbers, and the report itself (a table on stdout, JSON in ``--out``).
+
+Numbers without the machine, the load and the command are not comparable, so every
+``mae-ast-benchmark-*`` report carries :func:`machine_info` and :func:`command_line`.
+"""
+
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+
+
+def log(message):
+    """A progress line on stderr (stdout carries the table)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, or None where there is none (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def machine_info(**extra) -> dict:
+    """Date (UTC), Python, torch and numpy versions, platform, CPU model and count, and the
+    1-minute/5-minute/15-minute load average now; ``extra`` items are added."""
+    import numpy
+    import torch
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        **extra,
+    }
+
+
+def command_line() -> str:
+    """The command as run (interpreter or console script name, then its arguments)."""
+    return " ".join([os.path.basename(sys.executable), *sys.argv])
+
+
+def _finite(value):
+    """``value`` with every NaN or infinity replaced by None (strict JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def write_report(report: dict, table: str, out=None):
+    """Print ``table`` (markdown) on stdout and, with ``out``, write ``report`` there as strict
+    JSON (a measurement that could not be made, NaN, is written as null), atomically: a temporary
+    file in the same directory, then a rename."""
+    print(table)
+    if not out:
+        return
+    directory = os.path.dirname(os.path.abspath(out))
+    os.makedirs(directory, exist_ok=True)
+    text = json.dumps(_finite(report), indent=2, allow_nan=False) + "\n"
+    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as handle:
+        handle.write(text)
+    os.replace(handle.name, out)

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
 from ..metrics import mean_average_precision
+from .clip_metrics import clip_logging_output, reduce_clip_metrics
 
 
 @dataclass
@@ -54,12 +54,7 @@ class MaeAstClassificationCriterion(FairseqCriterion):
                 logits, target, reduction="none", label_smoothing=self.label_smoothing
             )
         loss = per_clip.sum()
-        logging_output = {
-            "loss": loss.item(),
-            "nsentences": batch,
-            "sample_size": batch,
-            "skipped_clips": int(sample.get("num_skipped", 0)),
-        }
+        logging_output = clip_logging_output(loss, batch, sample)
         if self.multi_label:
             if not model.training:
                 # whole-set mAP: every clip's scores and labels go to reduce_metrics
@@ -73,15 +68,7 @@ class MaeAstClassificationCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
-
-        clips = total("sample_size")
-        if clips > 0:
-            metrics.log_scalar("loss", total("loss") / clips, clips, round=4)
-        skipped = total("skipped_clips")
-        if skipped:
-            metrics.log_scalar_sum("skipped_clips", skipped)
+        total = reduce_clip_metrics(logging_outputs)
 
         count = total("_count")
         if count > 0:

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
+
+from .clip_metrics import clip_logging_output, reduce_clip_metrics
 
 
 @dataclass
@@ -55,34 +56,24 @@ class MaeAstCriterion(FairseqCriterion):
         per_clip = self.reconstruction_weight * mse + self.classification_weight * infonce
         batch, num_masked = target.shape[:2]
         loss = per_clip.sum()
-        logging_output = {
-            "loss": loss.item(),
-            "loss_recon": mse.sum().item(),
-            "loss_infonce": infonce.sum().item(),
-            "infonce_correct": int(correct.sum()),
-            "infonce_count": batch * num_masked,
-            "ntokens": batch * num_masked,
-            "nsentences": batch,
-            "sample_size": batch,
-            "skipped_clips": int(sample.get("num_skipped", 0)),
-        }
+        logging_output = clip_logging_output(
+            loss,
+            batch,
+            sample,
+            loss_recon=mse.sum().item(),
+            loss_infonce=infonce.sum().item(),
+            infonce_correct=int(correct.sum()),
+            infonce_count=batch * num_masked,
+            ntokens=batch * num_masked,
+        )
         return loss, batch, logging_output
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        def total(key):
-            return sum(log.get(key, 0) for log in logging_outputs)
-
-        clips = total("sample_size")
-        if clips > 0:
-            for key in ("loss", "loss_recon", "loss_infonce"):
-                metrics.log_scalar(key, total(key) / clips, clips, round=4)
+        total = reduce_clip_metrics(logging_outputs, ("loss", "loss_recon", "loss_infonce"))
         count = total("infonce_count")
         if count > 0:
             metrics.log_scalar("infonce_acc", total("infonce_correct") / count, count, round=4)
-        skipped = total("skipped_clips")
-        if skipped:
-            metrics.log_scalar_sum("skipped_clips", skipped)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -25,8 +25,7 @@ import sys
 from pathlib import Path
 
 from mae_ast_plugin.cli import command_parser
-
-REPO = Path(__file__).resolve().parents[2]  # the checkout: configs, data and outputs
+from mae_ast_plugin.experiments.runs import REPO
 
 OUT = Path("outputs/demo")
 MANIFESTS = Path("manifests/demo")
@@ -44,8 +43,9 @@ def summarize(line: str):
         if tag in line:
             record = json.loads(line.split(" - ", 1)[1])
             updates = record.get(key + "num_updates")
+            wanted = ("loss", "loss_recon", "loss_infonce", "infonce_acc", "accuracy")
             shown = [f"{name.replace(key, '')} {value}" for name, value in record.items()
-                     if name.replace(key, "") in ("loss", "loss_recon", "loss_infonce", "infonce_acc", "accuracy")]
+                     if name.replace(key, "") in wanted]
             return f"  {prefix:5s} update {updates:>5}: " + ", ".join(shown)
     return None
 
@@ -63,7 +63,8 @@ def hydra_train(config_dir: str, config_name: str, run_dir: Path, overrides):
     print("+ " + " ".join(str(c) for c in cmd), flush=True)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     proc = subprocess.Popen(
-        [str(c) for c in cmd], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        [str(c) for c in cmd], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env=env,
     )
     tail = []
     for line in proc.stdout:
@@ -73,13 +74,16 @@ def hydra_train(config_dir: str, config_name: str, run_dir: Path, overrides):
             print(summary, flush=True)
     if proc.wait() != 0:
         sys.stdout.write("".join(tail))
-        raise SystemExit(f"training failed (exit {proc.returncode}); log: {run_dir}/hydra_train.log")
+        raise SystemExit(
+            f"training failed (exit {proc.returncode}); log: {run_dir}/hydra_train.log"
+        )
 
 
 def finetune_keyword(name: str, overrides) -> float:
     """Fine-tune on the keyword task, then score the test split; returns the accuracy."""
     run_dir = OUT / f"keyword_{name}"
-    hydra_train("config/finetune", "demo_keyword", run_dir, [f"task.data={MANIFESTS / 'keyword'}", *overrides])
+    data = f"task.data={MANIFESTS / 'keyword'}"
+    hydra_train("config/finetune", "demo_keyword", run_dir, [data, *overrides])
     metrics = run_dir / "test_metrics.json"
     run([sys.executable, "scripts/evaluate.py", run_dir / "checkpoints" / "checkpoint_best.pt",
          MANIFESTS / "keyword", "--split", "test", "--out", metrics, "--num-workers", "0"])
@@ -98,25 +102,33 @@ def encoder_overrides(checkpoint: Path):
 
 def get_parser():
     parser = command_parser("mae-ast-demo", __doc__)
-    parser.add_argument("overrides", nargs="*", help="extra hydra overrides for pretraining, e.g. optimization.max_update=200")
-    parser.add_argument("--skip-finetune", action="store_true", help="stop after pretraining and the plots")
+    parser.add_argument(
+        "overrides", nargs="*",
+        help="extra hydra overrides for pretraining, e.g. optimization.max_update=200",
+    )
+    parser.add_argument("--skip-finetune", action="store_true",
+                        help="stop after pretraining and the plots")
     return parser
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
     os.chdir(REPO)
-    run([sys.executable, "-m", "mae_ast_plugin.corpora.demo", "--out", "data/demo", "--manifests", MANIFESTS])
-    hydra_train("config/pretrain", "demo", PRETRAIN_DIR, [f"task.data={MANIFESTS}", *args.overrides])
+    run([sys.executable, "-m", "mae_ast_plugin.corpora.demo",
+         "--out", "data/demo", "--manifests", MANIFESTS])
+    hydra_train("config/pretrain", "demo", PRETRAIN_DIR,
+                [f"task.data={MANIFESTS}", *args.overrides])
 
     from mae_ast_plugin.plotting import plot_losses
 
     log = PRETRAIN_DIR / "hydra_train.log"
-    records = plot_losses(str(log), str(OUT / "pretrain_losses.png"), title="MAE-AST demo pretraining")
+    records = plot_losses(str(log), str(OUT / "pretrain_losses.png"),
+                          title="MAE-AST demo pretraining")
     checkpoint = PRETRAIN_DIR / "checkpoints" / "checkpoint_last.pt"
     first_clip = (MANIFESTS / "valid.tsv").read_text().splitlines()
     audio = Path(first_clip[0]) / first_clip[1].split("\t")[0]
-    run([sys.executable, "-m", "mae_ast_plugin.tools.plot_reconstruction", checkpoint, audio, "--out", OUT / "reconstruction.png"])
+    run([sys.executable, "-m", "mae_ast_plugin.tools.plot_reconstruction", checkpoint, audio,
+         "--out", OUT / "reconstruction.png"])
 
     valid = records["valid"]
     first, last = valid[0]["valid_loss"], valid[-1]["valid_loss"]
@@ -131,12 +143,21 @@ def main(argv=None):
     print(f"pretraining log:       {log}")
     print(
         f"validation loss:       {first:.3f} at update {valid[0]['valid_num_updates']:.0f} -> "
-        f"{last:.3f} at update {valid[-1]['valid_num_updates']:.0f} ({(first - last) / first:.0%} lower)"
+        f"{last:.3f} at update {valid[-1]['valid_num_updates']:.0f} "
+        f"({(first - last) / first:.0%} lower)"
     )
     if not args.skip_finetune:
-        print("keyword spotting, 12 classes, test voices never heard in training (same fine-tuning budget):")
-        print(f"  from the pretrained checkpoint: accuracy {pretrained:.3f}  ({OUT / 'keyword_pretrained'})")
-        print(f"  from scratch:                   accuracy {scratch:.3f}  ({OUT / 'keyword_scratch'})")
+        print(
+            "keyword spotting, 12 classes, test voices never heard in training "
+            "(same fine-tuning budget):"
+        )
+        print(
+            f"  from the pretrained checkpoint: accuracy {pretrained:.3f}  "
+            f"({OUT / 'keyword_pretrained'})"
+        )
+        print(
+            f"  from scratch:                   accuracy {scratch:.3f}  ({OUT / 'keyword_scratch'})"
+        )
     if not last < 0.9 * first:
         raise SystemExit("pretraining did not lower the validation loss clearly (by 10% or more)")
     return 0

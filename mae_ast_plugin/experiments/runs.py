@@ -1,0 +1,106 @@
+"""Running training commands from the checkout and keeping their results: what the experiment
+drivers share (atomic JSON results, measured subprocess runs, interrupted runs started over,
+the machine's load while they run).
+"""
+
+import datetime
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout: configs, data, outputs and docs
+
+
+def shown(path) -> str:
+    """A path as commands show it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def write_json(path: Path, content):
+    """Atomically, so that a result file exists only when complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(content, indent=1) + "\n")
+    os.replace(temporary, path)
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def now_iso():
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+def run_measured(cmd, log_path: Path, threads: int) -> dict:
+    """Run ``cmd`` from the repository root with ``threads`` intra-op threads, output to
+    ``log_path``; its wall time, CPU time and peak RSS (``os.wait4`` reports the child's own
+    ``ru_maxrss``, unlike ``RUSAGE_CHILDREN``, which is the largest of all children so far)."""
+    env = dict(os.environ, HYDRA_FULL_ERROR="1", PYTHONWARNINGS="ignore")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
+    with open(log_path, "w") as log:
+        log.write("+ " + shlex.join(cmd) + "\n")
+        log.flush()
+        process = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    if process.returncode != 0:
+        raise RunFailed(f"exit status {process.returncode}: {shlex.join(cmd)}\nsee {log_path}")
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+        "threads": threads,
+        "load_1min_before": load_before,
+        "load_1min_after": os.getloadavg()[0],
+    }
+
+
+def fresh_run_dir(run_dir: Path):
+    """A run without its result file was interrupted: start it over (whole timings)."""
+    if run_dir.exists():
+        print(f"  removing the unfinished run {shown(run_dir)}", flush=True)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+
+
+class LoadMonitor:
+    """Samples the 1-minute load average while the experiment runs (was the CPU shared?)."""
+
+    def __init__(self, interval_s=15.0):
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(interval_s,), daemon=True)
+
+    def _sample(self, interval_s):
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(interval_s):
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False

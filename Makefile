@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` (the main job on the built-in demo data) and
-# `make test`.  Both create .venv on first use and install into it; later runs reuse it.
+# `make test` (the linter, then the tests).  Both create .venv on first use and install into it;
+# later runs reuse it.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -26,6 +27,7 @@ demo: install
 	$(VENV)/bin/mae-ast-demo
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 clean-demo:

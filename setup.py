@@ -47,7 +47,7 @@ setup(
     },
     extras_require={
         "fairseq": ["fairseq-fixed==0.12.3.1"],
-        "test": ["pytest==9.2.0"],
+        "test": ["pytest==9.2.0", "ruff==0.17.5"],  # make test: ruff check, then pytest
     },
     classifiers=[
         "Programming Language :: Python :: 3.11",

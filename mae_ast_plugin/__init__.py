@@ -1,7 +1,8 @@
 """mae_ast_plugin: MAE-AST for fairseq (use as ``common.user_dir=mae_ast_plugin``).
 
-Importing the package registers its tasks, models and criteria with fairseq (``mae_ast_pretraining``,
-``mae_ast``, ...), and lets fairseq load the authors' checkpoints (see compat.py).
+Importing the package registers its tasks, models and criteria with fairseq
+(``mae_ast_pretraining``, ``mae_ast``, ...), and lets fairseq load the authors' checkpoints
+(see compat.py).
 """
 
 from . import criterions, data, models, tasks  # noqa: F401  (registration side effects)

@@ -15,4 +15,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 def command_parser(prog: str, doc: str, **kwargs) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` for the console script ``prog`` (``mae-ast-<verb>``) whose help shows
     ``doc``, the command module's docstring with its usage examples."""
-    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter, **kwargs)
+    return argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=HelpFormatter, **kwargs
+    )

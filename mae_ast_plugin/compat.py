@@ -99,8 +99,10 @@ def upgrade_authors_cfg(cfg: DictConfig) -> None:
     for axis in ("time", "chan"):
         _require(model[f"ast_kernel_stride_{axis}"] == model[f"ast_kernel_size_{axis}"],
                  f"overlapping tokens (ast_kernel_stride_{axis} != ast_kernel_size_{axis})")
-    _require(not (model.get("use_post_enc_proj") and model.encoder_embed_dim == model.decoder_embed_dim),
-             "use_post_enc_proj=True with equal encoder and decoder widths")
+    _require(
+        not (model.get("use_post_enc_proj") and model.encoder_embed_dim == model.decoder_embed_dim),
+        "use_post_enc_proj=True with equal encoder and decoder widths",
+    )
 
     with open_dict(cfg):
         mask_type = task.get("mask_type", "random_mask")
@@ -111,14 +113,21 @@ def upgrade_authors_cfg(cfg: DictConfig) -> None:
             # Their spans were the *kept* tokens: with span probability p about exp(-p) of the
             # tokens were masked.  Keep that behaviour under our span mode's exact-ratio rule.
             masked = round(math.exp(-float(model.mask_ratio)), 2)
-            logger.warning("authors' retain_spans (p=%s) masked about %.2f of tokens; using "
-                           "mask_type=span, mask_ratio=%.2f", model.mask_ratio, masked, masked)
+            logger.warning(
+                "authors' retain_spans (p=%s) masked about %.2f of tokens; using "
+                "mask_type=span, mask_ratio=%.2f",
+                model.mask_ratio,
+                masked,
+                masked,
+            )
             model.mask_type, model.mask_ratio = "span", masked
         else:
             _require(mask_type in _MASK_TYPES, f"unknown mask_type {mask_type!r}")
             model.mask_type = _MASK_TYPES[mask_type]
-        task.features = {"sample_rate": int(task.get("sample_rate", 16000)),
-                         "num_mel_bins": int(task.feature_dim)}
+        task.features = {
+            "sample_rate": int(task.get("sample_rate", 16000)),
+            "num_mel_bins": int(task.feature_dim),
+        }
         for key in _MODEL_DROPPED:
             model.pop(key, None)
         for key in _TASK_DROPPED:

@@ -7,8 +7,8 @@
     out.padding_mask       # (B, L), True at tokens that only cover padding
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -19,11 +19,11 @@ from .features import FbankConfig, compute_fbank, pad_features
 @dataclass
 class EncoderOutput:
     last_hidden_state: torch.Tensor  # (B, L, C)
-    hidden_states: Tuple[torch.Tensor, ...]  # per layer run, first layer first
+    hidden_states: tuple[torch.Tensor, ...]  # per layer run, first layer first
     padding_mask: torch.Tensor  # (B, L) bool, True at padding tokens
 
 
-Waveforms = Union[torch.Tensor, np.ndarray, Sequence[Union[torch.Tensor, np.ndarray]]]
+Waveforms = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
 
 
 class MaeAstEncoder:
@@ -42,17 +42,19 @@ class MaeAstEncoder:
     def embed_dim(self) -> int:
         return self.model.cfg.encoder_embed_dim
 
-    def _clips(self, waveforms: Waveforms, padding_mask) -> List[torch.Tensor]:
+    def _clips(self, waveforms: Waveforms, padding_mask) -> list[torch.Tensor]:
         if isinstance(waveforms, (torch.Tensor, np.ndarray)):
             batch = torch.as_tensor(waveforms, dtype=torch.float32)
             if batch.dim() == 1:
                 batch = batch.unsqueeze(0)
             if batch.dim() != 2:
-                raise ValueError(f"expected (samples,) or (batch, samples), got {tuple(batch.shape)}")
+                raise ValueError(
+                    f"expected (samples,) or (batch, samples), got {tuple(batch.shape)}"
+                )
             if padding_mask is None:
                 return list(batch)
             lengths = (~torch.as_tensor(padding_mask, dtype=torch.bool)).sum(1)
-            return [clip[: int(n)] for clip, n in zip(batch, lengths)]
+            return [clip[: int(n)] for clip, n in zip(batch, lengths, strict=True)]
         if padding_mask is not None:
             raise ValueError("padding_mask goes with a padded (batch, samples) tensor, not a list")
         return [torch.as_tensor(w, dtype=torch.float32).reshape(-1) for w in waveforms]
@@ -62,8 +64,8 @@ class MaeAstEncoder:
         self,
         waveforms: Waveforms,
         sample_rate: int,
-        padding_mask: Optional[torch.Tensor] = None,
-        layer: Optional[int] = None,
+        padding_mask: torch.Tensor | None = None,
+        layer: int | None = None,
     ) -> EncoderOutput:
         """Encode mono waveforms: a list of 1-D clips of any lengths, or a (B, N) tensor whose
         ``padding_mask`` (B, N) is True at padded samples.  ``layer`` (1-based) stops after that
@@ -74,7 +76,8 @@ class MaeAstEncoder:
         clips = self._clips(waveforms, padding_mask)
         if sample_rate != self.features.sample_rate:
             clips = [
-                torchaudio.functional.resample(c, sample_rate, self.features.sample_rate) for c in clips
+                torchaudio.functional.resample(c, sample_rate, self.features.sample_rate)
+                for c in clips
             ]
         fbanks = [compute_fbank(c, self.features) for c in clips]
         source, frame_padding = pad_features(fbanks, self.features.num_mel_bins)

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
 from fairseq.dataclass import FairseqDataclass
 
 

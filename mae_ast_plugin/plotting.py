@@ -3,7 +3,6 @@
 import json
 import os
 import re
-from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -11,7 +10,7 @@ import torch
 _LOG_LINE = re.compile(r"\[(train_inner|train|valid)\]\[INFO\] - (\{.*\})\s*$")
 
 
-def read_training_log(path: str) -> Dict[str, List[dict]]:
+def read_training_log(path: str) -> dict[str, list[dict]]:
     """Parse fairseq's ``log_format=json`` lines from a hydra_train.log.
 
     Returns ``{"train_inner": [...], "train": [...], "valid": [...]}``, each a list of dicts with
@@ -40,7 +39,7 @@ def _save(fig, out_path: str):
     os.replace(tmp, out_path)
 
 
-def plot_losses(log_path: str, out_path: str, title: Optional[str] = None) -> Dict[str, List[dict]]:
+def plot_losses(log_path: str, out_path: str, title: str | None = None) -> dict[str, list[dict]]:
     """PNG of training and validation loss (and its two terms) against updates."""
     import matplotlib
 
@@ -53,7 +52,9 @@ def plot_losses(log_path: str, out_path: str, title: Optional[str] = None) -> Di
         raise ValueError(f"{log_path}: no json training records (was common.log_format=json?)")
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     for ax, key, label in zip(
-        axes, ("loss", "loss_recon", "loss_infonce"), ("total loss", "reconstruction MSE", "InfoNCE (nats)")
+        axes,
+        ("loss", "loss_recon", "loss_infonce"),
+        ("total loss", "reconstruction MSE", "InfoNCE (nats)"), strict=False,
     ):
         if train:
             ax.plot([r["num_updates"] for r in train], [r[key] for r in train], label="train")
@@ -109,10 +110,14 @@ def plot_reconstruction(images, out_path: str, title: str = ""):
     original, masked, recon = images
     limits = dict(vmin=float(np.nanmin(original)), vmax=float(np.nanmax(original)))
     fig, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
-    for ax, img, name in zip(axes, images, ("input (normalised)", "masked input", "reconstruction")):
+    for ax, img, name in zip(
+        axes, images, ("input (normalised)", "masked input", "reconstruction"), strict=False
+    ):
         cmap = plt.get_cmap("magma").copy()
         cmap.set_bad("#9db4c0")
-        ax.imshow(img.T, origin="lower", aspect="auto", cmap=cmap, interpolation="nearest", **limits)
+        ax.imshow(
+            img.T, origin="lower", aspect="auto", cmap=cmap, interpolation="nearest", **limits
+        )
         ax.set_ylabel("mel bin")
         ax.set_title(name)
     axes[-1].set_xlabel("frame (10 ms)")

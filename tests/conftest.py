@@ -83,6 +83,24 @@ def hydra_train(config_name: str, overrides, config_dir="config/pretrain", check
     )
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"fairseq-hydra-train failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+            f"fairseq-hydra-train failed ({proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+# The fine-tuning tests' shared runs (finetune_helpers.py); fixtures live here so that every
+# test module gets them without importing fixture names.
+@pytest.fixture(scope="session")
+def base(tmp_path_factory):
+    """One directory per session, so the cached fine-tuning runs are shared by every module."""
+    path = tmp_path_factory.getbasetemp() / "finetune"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def runs(base):
+    from finetune_helpers import finetuned_runs
+
+    return finetuned_runs(base)

@@ -7,8 +7,6 @@ import importlib.util
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
 from conftest import REPO, TINY_MODEL, hydra_train, write_corpus
 
 AUTHORS_CHECKPOINT = REPO / "tests/fixtures/authors-mae-ast/authors_patch_checkpoint.pt"
@@ -40,7 +38,9 @@ def write_labelled_split(root: Path, split: str, count: int, num_classes: int, m
 
 
 def write_class_list(root: Path, num_classes: int):
-    rows = ["index,mid,display_name"] + [f'{i},/m/c{i},"class {i}, a test class"' for i in range(num_classes)]
+    rows = ["index,mid,display_name"] + [
+        f'{i},/m/c{i},"class {i}, a test class"' for i in range(num_classes)
+    ]
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
 
 
@@ -65,7 +65,7 @@ RECIPES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def recipe_data(base: Path, recipe: str) -> Path:
     """The data directory a recipe expects (the root holding fold{k}/ for CV recipes)."""
     num_classes, multi_label, folds, eval_split = RECIPES[recipe]
@@ -76,9 +76,10 @@ def recipe_data(base: Path, recipe: str) -> Path:
     return root
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pretrained_checkpoint(base: Path) -> Path:
-    """The tiny MAE-AST patch model, pretrained 3 updates with config/pretrain/mae_ast_patch.yaml."""
+    """The tiny MAE-AST patch model, pretrained 3 updates with
+    config/pretrain/mae_ast_patch.yaml."""
     corpus = write_corpus(base / "pretrain_corpus", {"train": 8, "valid": 2}, min_s=0.5, max_s=1.5)
     run_dir = base / "pretrain"
     hydra_train(
@@ -127,7 +128,7 @@ EXTRA_RUNS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def finetuned_runs(base: Path) -> dict:
     """Every recipe (first fold of CV recipes) and the extra runs, two at a time; name ->
     checkpoint directory."""
@@ -162,17 +163,3 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-# Fixtures for the test modules that import them.
-@pytest.fixture(scope="session")
-def base(tmp_path_factory):
-    """One directory per session, so the cached runs above are shared by every test module."""
-    path = tmp_path_factory.getbasetemp() / "finetune"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="session")
-def runs(base):
-    return finetuned_runs(base)

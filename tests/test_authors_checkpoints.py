@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fairseq import checkpoint_utils
 from omegaconf import OmegaConf
 
 import mae_ast_plugin  # noqa: F401
-from fairseq import checkpoint_utils
 from mae_ast_plugin.compat import IncompatibleCheckpointError, upgrade_authors_cfg
 from mae_ast_plugin.encoder import load_encoder
 from mae_ast_plugin.features import compute_fbank
@@ -36,7 +36,7 @@ def test_load_model_ensemble_and_task_reproduces_every_layer(kind):
         out = model(torch.from_numpy(ref["fbank"]), mask=False)
     assert np.abs(out["x"].numpy() - ref["last_hidden_state"]).max() < 1e-4
     assert len(out["hidden_states"]) == ref["hidden_states"].shape[0]
-    for ours, theirs in zip(out["hidden_states"], ref["hidden_states"]):
+    for ours, theirs in zip(out["hidden_states"], ref["hidden_states"], strict=True):
         assert np.abs(ours.numpy() - theirs).max() < 1e-4
 
 
@@ -46,7 +46,7 @@ def test_load_encoder_from_waveforms(kind):
     ref = expected(kind)
     out = encoder.extract_features(ref["wav"], sample_rate=int(ref["sample_rate"]))
     assert np.abs(out.last_hidden_state.numpy() - ref["last_hidden_state"]).max() < 1e-4
-    for ours, theirs in zip(out.hidden_states, ref["hidden_states"]):
+    for ours, theirs in zip(out.hidden_states, ref["hidden_states"], strict=True):
         assert np.abs(ours.numpy() - theirs).max() < 1e-4
     assert not out.padding_mask.any()
     first = encoder.extract_features(ref["wav"], sample_rate=16000, layer=1)

@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 import soundfile
-
 from conftest import TINY_MODEL, hydra_train, synth_clip
+
 from mae_ast_plugin.data.fbank_dataset import FbankAudioDataset
 from mae_ast_plugin.data.manifest import ManifestError, read_manifest
 from mae_ast_plugin.features import AudioError, FbankConfig
@@ -87,8 +87,11 @@ def test_skip_invalid_counts_skipped_clips_in_the_batch(tmp_path, caplog):
 
 @pytest.mark.parametrize(
     "line, problem",
-    [("nofield", "expected 2 tab-separated fields"), ("a.wav\tabc", "num_samples must be an integer"),
-     ("a.wav\t1\textra", "expected 2 tab-separated fields")],
+    [
+        ("nofield", "expected 2 tab-separated fields"),
+        ("a.wav\tabc", "num_samples must be an integer"),
+        ("a.wav\t1\textra", "expected 2 tab-separated fields"),
+    ],
 )
 def test_malformed_manifest_lines(tmp_path, line, problem):
     path = tmp_path / "train.tsv"
@@ -131,9 +134,18 @@ def test_training_with_skip_invalid_reports_the_count(tmp_path):
     assert epoch and float(epoch[0]["train_skipped_clips"]) >= 1
     failing = hydra_train(
         "mae_ast_patch",
-        [f"task.data={tmp_path}", *TINY_MODEL, "optimization.max_update=1", "dataset.max_tokens=200000",
-         "dataset.num_workers=0", f"hydra.run.dir={tmp_path / 'run2'}"],
+        [
+            f"task.data={tmp_path}",
+            *TINY_MODEL,
+            "optimization.max_update=1",
+            "dataset.max_tokens=200000",
+            "dataset.num_workers=0",
+            f"hydra.run.dir={tmp_path / 'run2'}",
+        ],
         check=False,
     )
     assert failing.returncode != 0
-    assert "bad.wav" in failing.stdout + failing.stderr and "NaN or infinite" in failing.stdout + failing.stderr
+    assert (
+        "bad.wav" in failing.stdout + failing.stderr
+        and "NaN or infinite" in failing.stdout + failing.stderr
+    )

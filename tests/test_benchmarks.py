@@ -3,14 +3,17 @@ would (subprocesses of the console scripts); checks the JSON reports."""
 
 import json
 import subprocess
-import sys
 
 from conftest import REPO, console_script
 
 
 def run_script(*args, timeout=300):
     proc = subprocess.run(
-        [console_script(args[0]), *args[1:]], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [console_script(args[0]), *args[1:]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
@@ -18,7 +21,9 @@ def run_script(*args, timeout=300):
 
 def test_benchmark_pretrain_tiny(tmp_path):
     out = tmp_path / "pretrain.json"
-    proc = run_script("mae-ast-benchmark-pretrain", "--tiny", "--tokens", "patch", "--out", str(out))
+    proc = run_script(
+        "mae-ast-benchmark-pretrain", "--tiny", "--tokens", "patch", "--out", str(out)
+    )
     report = json.loads(out.read_text())
     assert "| config |" in proc.stdout and "MAE-AST / SSAST" in proc.stdout
     assert report["settings"]["device"] == "cpu" and report["settings"]["tiny"]
@@ -27,8 +32,17 @@ def test_benchmark_pretrain_tiny(tmp_path):
     assert set(results) == {"mae_ast", "ssast"}
     for r in results.values():
         for key in (
-            "name", "device", "batch", "layers", "tokens", "encoder_tokens", "step_time_s",
-            "clips_per_s", "peak_memory_bytes", "tflops", "flops_per_step",
+            "name",
+            "device",
+            "batch",
+            "layers",
+            "tokens",
+            "encoder_tokens",
+            "step_time_s",
+            "clips_per_s",
+            "peak_memory_bytes",
+            "tflops",
+            "flops_per_step",
         ):
             assert key in r, key
         assert r["device"] == "cpu" and r["batch"] == 2 and r["layers"] == 2

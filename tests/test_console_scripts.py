@@ -7,7 +7,6 @@ import subprocess
 from importlib import metadata
 
 import pytest
-
 from conftest import REPO, console_script
 
 

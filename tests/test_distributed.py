@@ -70,7 +70,7 @@ def recorded_run(launcher, out_dir: Path, overrides, worker_envs=({},), cwd=None
         for extra in worker_envs
     ]
     outputs = [proc.communicate(timeout=timeout) for proc in procs]
-    for proc, (stdout, stderr) in zip(procs, outputs):
+    for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
         if proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed:\n{stdout[-4000:]}\n{stderr[-6000:]}")
     ranks = [torch.load(path, weights_only=False) for path in sorted(out_dir.glob("rank*.pt"))]
@@ -119,7 +119,7 @@ def two_workers_and_one(tiny_corpus, tmp_path_factory):
 def test_workers_get_disjoint_shards_of_the_manifest(two_workers_and_one, tiny_corpus):
     (_, (rank0, rank1)), (_, (single,)) = two_workers_and_one
     assert len(rank0["batches"]) == len(rank1["batches"]) == len(single["batches"]) == 8
-    updates = zip(rank0["batches"], rank1["batches"], single["batches"])
+    updates = zip(rank0["batches"], rank1["batches"], single["batches"], strict=True)
     for update, (mine, other, accumulated) in enumerate(updates):
         # rank r of 2 gets the r-th of the two batches one worker accumulates (an odd batch
         # count leaves rank 1 an empty dummy batch at the end of the epoch)
@@ -155,7 +155,7 @@ def test_two_workers_train_like_one_worker_accumulating_two_batches(two_workers_
     assert [r["num_updates"] for r in ddp_logs] == [r["num_updates"] for r in single_logs] == [
         str(u) for u in range(1, 9)
     ]
-    for ddp, one in zip(ddp_logs, single_logs):
+    for ddp, one in zip(ddp_logs, single_logs, strict=True):
         assert ddp["bsz"] == one["bsz"] and ddp["wpb"] == one["wpb"]  # reduced over workers
         for key in ("loss", "loss_recon", "loss_infonce", "infonce_acc", "gnorm"):
             assert float(ddp[key]) == pytest.approx(float(one[key]), rel=1e-3, abs=2e-4), key
@@ -193,7 +193,7 @@ def test_slurm_overlay_starts_one_worker_per_task(tiny_corpus, tmp_path):
         worker_envs=[{**slurm, "SLURM_PROCID": str(rank)} for rank in (0, 1)],
         cwd=tmp_path,
     )
-    for mine, other in zip(rank0["batches"], rank1["batches"]):
+    for mine, other in zip(rank0["batches"], rank1["batches"], strict=True):
         assert mine[0] and not set(mine[0]) & set(other[0])
     for name, value in rank0["params"].items():
         assert torch.equal(value, rank1["params"][name]), name

@@ -3,21 +3,25 @@
 import json
 
 import pytest
-
-from finetune_helpers import (  # noqa: F401  (base, runs: shared session fixtures)
-    base,
+from finetune_helpers import (
     checkpoint_of,
     load_script,
     pretrained_checkpoint,
     recipe_data,
-    runs,
 )
+
 from mae_ast_plugin.tools import predict
 
 
-def write_result(path, benchmark, value, name="MAE-AST Patch", layers=6, masking="Chunked", std=None):
-    result = {"benchmark": benchmark, "value": value, "metric": "accuracy",
-              "model": {"name": name, "encoder_layers": layers, "masking": masking}}
+def write_result(
+    path, benchmark, value, name="MAE-AST Patch", layers=6, masking="Chunked", std=None
+):
+    result = {
+        "benchmark": benchmark,
+        "value": value,
+        "metric": "accuracy",
+        "model": {"name": name, "encoder_layers": layers, "masking": masking},
+    }
     if std is not None:
         result["std"] = std
     path.write_text(json.dumps(result))
@@ -35,8 +39,12 @@ def test_results_table_beside_the_paper(tmp_path):
     table = (tmp_path / "table.md").read_text()
     lines = table.splitlines()
     assert lines[0] == "| Model | Enc. Layers | Masking | AS | ESC | KS2 | KS1 | SID | ER |"
-    assert "| MAE-AST Patch (paper) | 6 | Chunked | 28.3 | 88.6 | 97.4 | 95.0 | 37.6 | 58.7 |" in lines
-    assert "| SSAST Base Frame (paper) | 12 | Random | - | 85.9 | 98.1 | 96.7 | 80.8 | 60.5 |" in lines
+    assert (
+        "| MAE-AST Patch (paper) | 6 | Chunked | 28.3 | 88.6 | 97.4 | 95.0 | 37.6 | 58.7 |" in lines
+    )
+    assert (
+        "| SSAST Base Frame (paper) | 12 | Random | - | 85.9 | 98.1 | 96.7 | 80.8 | 60.5 |" in lines
+    )
     ours = lines.index("| MAE-AST Patch (ours) | 6 | Chunked | - | 87.1 ± 1.2 | 97.0 | - | - | - |")
     assert lines[ours + 1] == "| Δ ours − paper | | |  | -1.5 | -0.4 |  |  |  |"
     assert "| Scratch Patch (ours) | 2 | - | - | - | - | - | - | 50.0 |" in lines
@@ -47,7 +55,10 @@ def test_results_table_rejects_unplaceable_results(tmp_path):
     unknown = write_result(tmp_path / "x.json", None, 0.5)
     with pytest.raises(SystemExit, match="not a Table 1 column"):
         table_script.main([unknown, "--out", str(tmp_path / "t.md")])
-    twice = [write_result(tmp_path / "a.json", "ESC", 0.5), write_result(tmp_path / "b.json", "ESC", 0.6)]
+    twice = [
+        write_result(tmp_path / "a.json", "ESC", 0.5),
+        write_result(tmp_path / "b.json", "ESC", 0.6),
+    ]
     with pytest.raises(SystemExit, match="both give ESC"):
         table_script.main([*twice, "--out", str(tmp_path / "t.md")])
 
@@ -55,10 +66,23 @@ def test_results_table_rejects_unplaceable_results(tmp_path):
 def test_evaluate_cli_on_a_manifest_path(runs, base, tmp_path, capsys):
     data = recipe_data(base, "audioset_20k")
     out = tmp_path / "as.json"
-    assert load_script("evaluate").main([
-        str(checkpoint_of(runs, "audioset_20k")), str(data / "eval.tsv"), "--out", str(out),
-        "--device", "cpu", "--num-workers", "0", "--model-name", "MAE-AST Patch",
-    ]) == 0
+    assert (
+        load_script("evaluate").main(
+            [
+                str(checkpoint_of(runs, "audioset_20k")),
+                str(data / "eval.tsv"),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--num-workers",
+                "0",
+                "--model-name",
+                "MAE-AST Patch",
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["split"] == "eval" and result["metric"] == "mAP" and result["benchmark"] == "AS"
     assert "mAP:" in capsys.readouterr().out
@@ -68,7 +92,19 @@ def test_evaluate_cli_on_a_manifest_path(runs, base, tmp_path, capsys):
 
 def test_predict_prints_top_k(runs, base, capsys):
     wav = sorted((recipe_data(base, "speechcommands_v2") / "audio").glob("test_*.wav"))[0]
-    assert predict.main([str(checkpoint_of(runs, "speechcommands_v2")), str(wav), "--top-k", "3", "--device", "cpu"]) == 0
+    assert (
+        predict.main(
+            [
+                str(checkpoint_of(runs, "speechcommands_v2")),
+                str(wav),
+                "--top-k",
+                "3",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == str(wav) and len(lines) == 4
     scores = [float(line.split()[0]) for line in lines[1:]]

@@ -1,13 +1,10 @@
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
 from conftest import REPO, console_script, write_corpus
+
 from mae_ast_plugin import load_encoder
 from mae_ast_plugin.data.manifest import read_manifest
 from mae_ast_plugin.features import load_audio
@@ -17,8 +14,17 @@ CHECKPOINT = REPO / "tests" / "fixtures" / "authors-mae-ast" / "authors_frame_ch
 
 def extract(*args):
     return subprocess.run(
-        [console_script("mae-ast-extract-features"), str(CHECKPOINT), *map(str, args), "--device", "cpu"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            console_script("mae-ast-extract-features"),
+            str(CHECKPOINT),
+            *map(str, args),
+            "--device",
+            "cpu",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -1,9 +1,9 @@
 import torch
+from fairseq.optim.amp_optimizer import AMPOptimizer
+from fairseq.optim.sgd import SGD
 from omegaconf import OmegaConf
 
 import mae_ast_plugin  # noqa: F401  (installs the fixes)
-from fairseq.optim.amp_optimizer import AMPOptimizer
-from fairseq.optim.sgd import SGD
 
 
 def test_amp_optimizer_unscales_gradients_once():

@@ -5,19 +5,18 @@ builds resume after an interruption."""
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
-
 from conftest import REPO, TINY_MODEL, console_script, hydra_train
+from test_bad_input import manifest_with
+from test_distributed import records
+
 from mae_ast_plugin.data import fbank_cache
 from mae_ast_plugin.data.fbank_cache import FbankCache, FbankCacheError, build_split
 from mae_ast_plugin.data.fbank_dataset import FbankAudioDataset
 from mae_ast_plugin.data.manifest import read_manifest
 from mae_ast_plugin.features import AudioError, FbankConfig
-from test_bad_input import manifest_with
-from test_distributed import records
 
 FEATURES = FbankConfig()
 WHOLE_CLIPS = dict(max_sample_len_s=10.0, random_crop=False)  # the clips are up to 2.5 s: no crop
@@ -50,7 +49,11 @@ def test_cached_features_equal_on_the_fly_features(cached_corpus, random_crop):
     """Crops of 1 s of clips of 0.8-2.5 s (16 and 22.05 kHz, mono and stereo), two epochs."""
     corpus, cache_dir = cached_corpus
     on_the_fly, cached = datasets(
-        corpus / "train.tsv", cache_dir, max_sample_len_s=1.0, random_crop=random_crop, min_frames=16
+        corpus / "train.tsv",
+        cache_dir,
+        max_sample_len_s=1.0,
+        random_crop=random_crop,
+        min_frames=16,
     )
     for epoch in (1, 2):
         on_the_fly.set_epoch(epoch)
@@ -113,7 +116,9 @@ def test_appended_manifest_lines_are_reported_missing(tiny_corpus, tmp_path):
     with open(corpus / "train.tsv", "a") as handle:
         handle.write((corpus / "valid.tsv").read_text().splitlines()[1] + "\n")
     manifest = read_manifest(str(corpus / "train.tsv"))
-    with pytest.raises(FbankCacheError, match=r"no entry for .*train\.tsv:26 \(1 entries missing\)"):
+    with pytest.raises(
+        FbankCacheError, match=r"no entry for .*train\.tsv:26 \(1 entries missing\)"
+    ):
         FbankCache.open(str(tmp_path / "cache"), "train", manifest, FEATURES)
 
 
@@ -124,7 +129,9 @@ def test_corrupt_data_fails_its_crc_naming_the_shard_and_verify_rebuilds_it(tiny
     damaged[1000] ^= 0xFF
     data.write_bytes(bytes(damaged))
     _, cached = datasets(tiny_corpus / "train.tsv", tmp_path, **WHOLE_CLIPS)
-    with pytest.raises(FbankCacheError, match=r"train\.00002\.fbank is corrupt: .* manifest line 12"):
+    with pytest.raises(
+        FbankCacheError, match=r"train\.00002\.fbank is corrupt: .* manifest line 12"
+    ):
         cached[10]
     log, verify_log = [], []
     build(tiny_corpus, tmp_path, log=log.append)
@@ -141,12 +148,16 @@ def test_corrupt_or_truncated_index_and_data_are_caught_on_open(tiny_corpus, tmp
     index = tmp_path / "train.00003.index.npy"
     original = index.read_bytes()
     index.write_bytes(original[:-8] + b"\0" * 8)
-    with pytest.raises(FbankCacheError, match=r"train\.00003\.index\.npy does not match its sha256"):
+    with pytest.raises(
+        FbankCacheError, match=r"train\.00003\.index\.npy does not match its sha256"
+    ):
         FbankCache.open(str(tmp_path), "train", manifest, FEATURES)
     index.write_bytes(original)
     data = tmp_path / "train.00003.fbank"
     data.write_bytes(data.read_bytes()[:-512])
-    with pytest.raises(FbankCacheError, match=r"train\.00003\.fbank has .* bytes, expected .*: trunc"):
+    with pytest.raises(
+        FbankCacheError, match=r"train\.00003\.fbank has .* bytes, expected .*: trunc"
+    ):
         FbankCache.open(str(tmp_path), "train", manifest, FEATURES)
 
 
@@ -167,7 +178,9 @@ def test_interrupted_build_resumes(tiny_corpus, tmp_path, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             build(tiny_corpus, tmp_path)
     manifest = read_manifest(str(tiny_corpus / "train.tsv"))
-    with pytest.raises(FbankCacheError, match="no complete fbank cache of split 'train'.*precompute"):
+    with pytest.raises(
+        FbankCacheError, match="no complete fbank cache of split 'train'.*precompute"
+    ):
         FbankCache.open(str(tmp_path), "train", manifest, FEATURES)
     log = []
     build(tiny_corpus, tmp_path, log=log.append)

@@ -15,7 +15,10 @@ from mae_ast_plugin.features import (
 
 
 def test_fbank_is_the_authors_kaldi_call():
-    wave = torch.from_numpy(np.random.default_rng(0).standard_normal(16000 * 2).astype(np.float32)) * 0.1
+    wave = (
+        torch.from_numpy(np.random.default_rng(0).standard_normal(16000 * 2).astype(np.float32))
+        * 0.1
+    )
     ours = compute_fbank(wave, FbankConfig())
     theirs = torchaudio.compliance.kaldi.fbank(
         wave.view(1, -1), sample_frequency=16000, use_energy=False, num_mel_bins=128
@@ -46,8 +49,12 @@ def test_load_audio_mixes_down_and_resamples(tmp_path):
 
 @pytest.mark.parametrize(
     "kind, message",
-    [("missing", "cannot read audio file"), ("empty", "is empty"), ("corrupt", "cannot read audio file"),
-     ("nan", "NaN or infinite")],
+    [
+        ("missing", "cannot read audio file"),
+        ("empty", "is empty"),
+        ("corrupt", "cannot read audio file"),
+        ("nan", "NaN or infinite"),
+    ],
 )
 def test_load_audio_errors_name_the_file(tmp_path, kind, message):
     path = tmp_path / f"{kind}.wav"

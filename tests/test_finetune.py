@@ -8,20 +8,18 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 from fairseq import tasks
-from finetune_helpers import (  # noqa: F401  (base, runs: shared session fixtures)
+from finetune_helpers import (
     RECIPES,
     TINY_FINETUNE,
-    base,
     checkpoint_of,
     load_script,
     pretrained_checkpoint,
     recipe_data,
-    runs,
     write_labelled_corpus,
 )
+from omegaconf import OmegaConf
+
 from mae_ast_plugin.data.labelled_dataset import LabelError
 from mae_ast_plugin.models import mae_ast_classifier
 from mae_ast_plugin.models.mae_ast_classifier import FeatureMismatchError
@@ -46,7 +44,9 @@ def test_recipe_trains_and_evaluates(recipe, runs, base, tmp_path):
     _, multi_label, folds, eval_split = RECIPES[recipe]
     data = recipe_data(base, recipe) / (folds[0] if folds else "")
     out = tmp_path / "metrics.json"
-    result = load_script("evaluate").evaluate(checkpoint, str(data), split=eval_split, out=out, device="cpu")
+    result = load_script("evaluate").evaluate(
+        checkpoint, str(data), split=eval_split, out=out, device="cpu"
+    )
     saved = json.loads(out.read_text())
     assert saved["benchmark"] == EXPECTED_COLUMN[recipe]
     assert saved["metric"] == ("mAP" if multi_label else "accuracy")
@@ -73,16 +73,24 @@ def test_authors_checkpoint_with_layer_decay(runs, base, tmp_path):
     # 2 encoder layers + embeddings + head: four learning rates, halving per layer down
     assert "'lr': [1.25e-06]" in log and "'lr': [1e-05]" in log
     result = load_script("evaluate").evaluate(
-        checkpoint, str(recipe_data(base, "speechcommands_v1")), out=tmp_path / "m.json", device="cpu"
+        checkpoint,
+        str(recipe_data(base, "speechcommands_v1")),
+        out=tmp_path / "m.json",
+        device="cpu",
     )
     assert result["model"]["encoder_layers"] == 2 and result["benchmark"] == "KS1"
 
 
 def test_scratch_frozen_encoder(runs):
-    state = torch.load(checkpoint_of(runs, "scratch_frozen"), map_location="cpu", weights_only=False)
+    state = torch.load(
+        checkpoint_of(runs, "scratch_frozen"), map_location="cpu", weights_only=False
+    )
     assert state["cfg"]["model"]["pretrained_cfg"]["checkpoint"] == ""
     assert state["cfg"]["model"]["pretrained_cfg"]["model"]["encoder_layers"] == 2
-    assert "num. trained: 9,476" in (checkpoint_of(runs, "scratch_frozen").parents[1] / "hydra_train.log").read_text()
+    assert (
+        "num. trained: 9,476"
+        in (checkpoint_of(runs, "scratch_frozen").parents[1] / "hydra_train.log").read_text()
+    )
 
 
 def test_finetuned_checkpoint_loads_without_training_data_or_pretrained_file(runs, monkeypatch):
@@ -105,27 +113,63 @@ def test_cross_validation_runner(runs, base, tmp_path):
     data = recipe_data(base, "esc50")
     out = tmp_path / "esc50_cv"
     shutil.copytree(checkpoint_of(runs, "esc50").parent, out / "fold1" / "checkpoints")
-    evaluate.evaluate(out / "fold1/checkpoints/checkpoint_best.pt", str(data / "fold1"), out=out / "fold1/metrics.json", device="cpu")
+    evaluate.evaluate(
+        out / "fold1/checkpoints/checkpoint_best.pt",
+        str(data / "fold1"),
+        out=out / "fold1/metrics.json",
+        device="cpu",
+    )
     run_cv = load_script("run_cv")
-    assert run_cv.main([
-        "--config-name", "esc50", "--data", str(data), "--folds", "1", "2",
-        "--pretrained", str(pretrained_checkpoint(base)), "--out", str(out), "--device", "cpu",
-        "--", *TINY_FINETUNE,
-    ]) == 0
+    assert (
+        run_cv.main(
+            [
+                "--config-name",
+                "esc50",
+                "--data",
+                str(data),
+                "--folds",
+                "1",
+                "2",
+                "--pretrained",
+                str(pretrained_checkpoint(base)),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--",
+                *TINY_FINETUNE,
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     folds = [json.loads((out / f"fold{k}/metrics.json").read_text())["value"] for k in (1, 2)]
     assert summary["benchmark"] == "ESC" and summary["num_folds"] == 2
     assert summary["value"] == pytest.approx(np.mean(folds))
     assert summary["std"] == pytest.approx(np.std(folds, ddof=1))
     with pytest.raises(SystemExit, match="choose checkpoints on the test"):
-        run_cv.main(["--config-name", "esc50", "--data", str(data), "--pretrained", "x", "--out", str(out),
-                     "--", "dataset.valid_subset=valid,test"])
+        run_cv.main(
+            [
+                "--config-name",
+                "esc50",
+                "--data",
+                str(data),
+                "--pretrained",
+                "x",
+                "--out",
+                str(out),
+                "--",
+                "dataset.valid_subset=valid,test",
+            ]
+        )
 
 
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory):
-    return write_labelled_corpus(tmp_path_factory.mktemp("labels"), num_classes=5, splits={"train": 4, "valid": 3})
+    return write_labelled_corpus(
+        tmp_path_factory.mktemp("labels"), num_classes=5, splits={"train": 4, "valid": 3}
+    )
 
 
 def copy_split(src, dst):
@@ -136,7 +180,9 @@ def copy_split(src, dst):
 def test_label_index_out_of_range(small_data, tmp_path):
     data = copy_split(small_data, tmp_path / "d")
     (data / "valid.lbl").write_text("0\n7\n1\n")
-    with pytest.raises(LabelError, match=r"valid\.lbl:2: class index 7 is out of range for the 5 classes"):
+    with pytest.raises(
+        LabelError, match=r"valid\.lbl:2: class index 7 is out of range for the 5 classes"
+    ):
         make_task(data).load_dataset("valid")
 
 
@@ -150,7 +196,9 @@ def test_label_file_shorter_than_manifest(small_data, tmp_path):
 def test_label_not_an_integer_or_several_in_single_label(small_data, tmp_path):
     data = copy_split(small_data, tmp_path / "d")
     (data / "valid.lbl").write_text("0\ndog\n1\n")
-    with pytest.raises(LabelError, match=r"valid\.lbl:2: class indices must be comma-separated integers"):
+    with pytest.raises(
+        LabelError, match=r"valid\.lbl:2: class indices must be comma-separated integers"
+    ):
         make_task(data).load_dataset("valid")
     (data / "valid.lbl").write_text("0\n1,2\n1\n")
     with pytest.raises(LabelError, match=r"valid\.lbl:2: expected exactly one class index"):
@@ -182,7 +230,9 @@ def test_labels_follow_manifest_rows_that_are_skipped(small_data, tmp_path):
 
 
 def test_multi_label_targets(tmp_path):
-    data = write_labelled_corpus(tmp_path / "ml", num_classes=6, multi_label=True, splits={"valid": 4})
+    data = write_labelled_corpus(
+        tmp_path / "ml", num_classes=6, multi_label=True, splits={"valid": 4}
+    )
     task = make_task(data, multi_label=True)
     task.load_dataset("valid")
     dataset = task.dataset("valid")
@@ -195,14 +245,22 @@ def test_multi_label_targets(tmp_path):
 
 def test_features_must_match_the_pretrained_checkpoint(base, small_data):
     task = make_task(small_data, features={"num_mel_bins": 64})
-    cfg = OmegaConf.create({"_name": "mae_ast_classifier", "pretrained_checkpoint": str(pretrained_checkpoint(base))})
+    cfg = OmegaConf.create(
+        {"_name": "mae_ast_classifier", "pretrained_checkpoint": str(pretrained_checkpoint(base))}
+    )
     with pytest.raises(FeatureMismatchError, match="num_mel_bins.*64.*128"):
         task.build_model(cfg)
 
 
 def build_classifier(base, data, **options):
     task = make_task(data)
-    cfg = OmegaConf.create({"_name": "mae_ast_classifier", "pretrained_checkpoint": str(pretrained_checkpoint(base)), **options})
+    cfg = OmegaConf.create(
+        {
+            "_name": "mae_ast_classifier",
+            "pretrained_checkpoint": str(pretrained_checkpoint(base)),
+            **options,
+        }
+    )
     return task, task.build_model(cfg)
 
 
@@ -210,19 +268,30 @@ def test_layer_decay_requires_the_composite_optimizer(base, small_data):
     from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 
     _, model = build_classifier(base, small_data, layer_decay=0.5)
-    scales = {name: p.optim_overrides["optimizer"]["lr_scale"] for name, p in model.named_parameters()}
+    scales = {
+        name: p.optim_overrides["optimizer"]["lr_scale"] for name, p in model.named_parameters()
+    }
     assert scales["encoder_model.post_extract_proj.weight"] == 0.125
     assert scales["encoder_model.encoder.layers.1.fc1.weight"] == 0.5
     assert scales["head.1.weight"] == 1.0
-    adam = FairseqAdam(OmegaConf.structured(FairseqAdamConfig(lr=[1e-4], tpu=False)), list(model.parameters()))
+    adam = FairseqAdam(
+        OmegaConf.structured(FairseqAdamConfig(lr=[1e-4], tpu=False)), list(model.parameters())
+    )
     with pytest.raises(ValueError, match="layer_decay=0.5 needs optimizer._name=composite"):
         model.check_optimizer(adam)
 
 
 def test_augmentations_and_layer_weighting(base, small_data):
     torch.manual_seed(0)
-    _, model = build_classifier(base, small_data, layer_weighting=True, time_mask_width=30, freq_mask_width=20,
-                                mixup_prob=1.0, freeze_encoder=True)
+    _, model = build_classifier(
+        base,
+        small_data,
+        layer_weighting=True,
+        time_mask_width=30,
+        freq_mask_width=20,
+        mixup_prob=1.0,
+        freeze_encoder=True,
+    )
     source = torch.randn(3, 120, 128)
     padding = torch.zeros(3, 120, dtype=torch.bool)
     padding[2, 60:] = True

@@ -5,12 +5,10 @@ results file, the figure and the report; then resuming, and the benchmark's spli
 import hashlib
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, console_script
 
 pytest.importorskip("espeakng_loader")
@@ -79,9 +77,17 @@ def test_results_file(tiny_run):
 def test_report_and_figure(tiny_run):
     out, _ = tiny_run
     report = (out / "report.md").read_text()
-    assert "| Model | Keywords (KS1-like) | Speakers (SID-like) | Sound events (ESC-like) |" in report
-    for label in ("SSAST Patch", "SSAST Frame", "MAE-AST Patch", "MAE-AST Frame",
-                  "No pretraining, Patch", "No pretraining, Frame"):
+    assert (
+        "| Model | Keywords (KS1-like) | Speakers (SID-like) | Sound events (ESC-like) |" in report
+    )
+    for label in (
+        "SSAST Patch",
+        "SSAST Frame",
+        "MAE-AST Patch",
+        "MAE-AST Frame",
+        "No pretraining, Patch",
+        "No pretraining, Frame",
+    ):
         assert f"| {label} |" in report
     for claim in ("Claim 1", "Claim 2", "Claim 3"):
         assert claim in report
@@ -98,12 +104,16 @@ def test_resume_skips_finished_runs_and_keeps_the_discussion(tiny_run):
     out, _ = tiny_run
     before = json.loads((out / "results.json").read_text())
     report = out / "report.md"
-    report.write_text(report.read_text().replace("(to be written after looking at the numbers above)",
-                                                 "A hand-written discussion."))
+    report.write_text(
+        report.read_text().replace(
+            "(to be written after looking at the numbers above)", "A hand-written discussion."
+        )
+    )
     proc, seconds = run_driver(out)
     assert "done before" in proc.stdout
     assert seconds < 90  # no training: data check, aggregation, figure and report only
     after = json.loads((out / "results.json").read_text())
+
     def finished(results):
         return [run["finished"] for run in results["finetune_runs"]]
 
@@ -116,29 +126,39 @@ def test_split_rules(tiny_run):
     out, _ = tiny_run
     manifests = out / "manifests"
     make = load_benchmark_script()
-    # keyword: test (and valid) voices are timbres no training clip, pretraining clip or speaker uses
-    variants = {split: {clip["variant"] for clip in read_meta(manifests, "keyword", split)}
-                for split in ("train", "valid", "test")}
+    # keyword: test (and valid) voices are timbres no training clip, pretraining clip or
+    # speaker uses
+    variants = {
+        split: {clip["variant"] for clip in read_meta(manifests, "keyword", split)}
+        for split in ("train", "valid", "test")
+    }
     assert not variants["test"] & (variants["train"] | variants["valid"])
     assert not variants["valid"] & variants["train"]
     corpus = json.loads((manifests / "corpus.json").read_text())
-    held_out = {None if v == "None" else v
-                for v in corpus["variants"]["test"] + corpus["variants"]["valid"]}
+    held_out = {
+        None if v == "None" else v for v in corpus["variants"]["test"] + corpus["variants"]["valid"]
+    }
     for split in ("train", "valid"):
         for clip in read_meta(manifests, "pretrain", split):
             assert clip.get("variant") not in held_out or clip["kind"] == "sound"
-    speakers = {split: read_meta(manifests, "speaker", split) for split in ("train", "valid", "test")}
+    speakers = {
+        split: read_meta(manifests, "speaker", split) for split in ("train", "valid", "test")
+    }
     for clips in speakers.values():
         assert not {clip["variant"] for clip in clips} & held_out
     # speaker: new sentences by known speakers
     texts = {split: {clip["text"] for clip in clips} for split, clips in speakers.items()}
-    assert not texts["test"] & (texts["train"] | texts["valid"]) and not texts["valid"] & texts["train"]
+    assert (
+        not texts["test"] & (texts["train"] | texts["valid"])
+        and not texts["valid"] & texts["train"]
+    )
     labels = {split: {clip["label"] for clip in clips} for split, clips in speakers.items()}
     assert labels["test"] == labels["valid"] == labels["train"]
-    # events: every clip's frequency and rate bands belong to its split; pretraining uses train bands
+    # events: every clip's frequency and rate bands belong to its split; pretraining uses
+    # train bands
     for split in ("train", "valid", "test"):
         for clip in read_meta(manifests, "events", split):
-            (params, _, _, _), = clip["events"]
+            ((params, _, _, _),) = clip["events"]
             assert params["class"] == make.EVENT_CLASSES[clip["label"]]
             assert make.BAND_SPLITS[params["freq_band"]] == split
             assert make.BAND_SPLITS[params["rate_band"]] == split
@@ -177,15 +197,38 @@ def _digests(root: Path):
 
 
 def test_benchmark_is_deterministic(tmp_path):
-    sizes = ["--num-pretrain", "4", "--num-pretrain-valid", "2", "--keyword-per-class", "1",
-             "--keyword-eval-per-class", "1", "--num-speakers", "2", "--speaker-clips", "1",
-             "--speaker-eval-clips", "1", "--events-per-class", "1", "--events-eval-per-class", "1"]
+    sizes = [
+        "--num-pretrain",
+        "4",
+        "--num-pretrain-valid",
+        "2",
+        "--keyword-per-class",
+        "1",
+        "--keyword-eval-per-class",
+        "1",
+        "--num-speakers",
+        "2",
+        "--speaker-clips",
+        "1",
+        "--speaker-eval-clips",
+        "1",
+        "--events-per-class",
+        "1",
+        "--events-eval-per-class",
+        "1",
+    ]
     digests = []
     for name in ("a", "b"):
-        cmd = [console_script("mae-ast-make-table1-corpus"),
-               "--out", str(tmp_path / name / "audio"),
-               "--manifests", str(tmp_path / name / "manifests"),
-               "--workers", "2" if name == "a" else "1", *sizes]
+        cmd = [
+            console_script("mae-ast-make-table1-corpus"),
+            "--out",
+            str(tmp_path / name / "audio"),
+            "--manifests",
+            str(tmp_path / name / "manifests"),
+            "--workers",
+            "2" if name == "a" else "1",
+            *sizes,
+        ]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         digests.append(_digests(tmp_path / name))

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from fairseq.logging import metrics as fairseq_metrics
+
 from mae_ast_plugin.criterions.mae_ast_classification import MaeAstClassificationCriterion
 from mae_ast_plugin.metrics import (
     accuracy,
@@ -20,7 +20,9 @@ from mae_ast_plugin.metrics import (
 
 def test_average_precision_by_hand():
     # ranked: + - + -  -> precision 1/1 at recall 1/2, 2/3 at recall 2/2
-    assert average_precision([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0]) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    assert average_precision([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0]) == pytest.approx(
+        0.5 * 1 + 0.5 * 2 / 3
+    )
     # a perfect ranking
     assert average_precision([0.1, 0.9, 0.8], [0, 1, 1]) == pytest.approx(1.0)
     # the positive ranked last of four
@@ -50,7 +52,9 @@ def test_mean_average_precision_skips_classes_without_positives():
     assert result.classes_without_positives == 1
     assert result.mAP == pytest.approx((class0 + class1) / 2)
     # torch tensors are accepted too
-    assert mean_average_precision(torch.tensor(scores), torch.tensor(targets)).mAP == pytest.approx(result.mAP)
+    assert mean_average_precision(torch.tensor(scores), torch.tensor(targets)).mAP == pytest.approx(
+        result.mAP
+    )
 
 
 def test_mean_average_precision_rejects_mismatched_shapes():
@@ -95,6 +99,10 @@ def test_criterion_map_covers_the_whole_evaluation_set():
 
 def test_criterion_accuracy_sums_counts():
     with fairseq_metrics.aggregate(new_root=True) as aggregated:
-        MaeAstClassificationCriterion.reduce_metrics([{"sample_size": 3, "loss": 0.0, "_correct": 3, "_count": 3}])
-        MaeAstClassificationCriterion.reduce_metrics([{"sample_size": 1, "loss": 0.0, "_correct": 0, "_count": 1}])
+        MaeAstClassificationCriterion.reduce_metrics(
+            [{"sample_size": 3, "loss": 0.0, "_correct": 3, "_count": 3}]
+        )
+        MaeAstClassificationCriterion.reduce_metrics(
+            [{"sample_size": 1, "loss": 0.0, "_correct": 0, "_count": 1}]
+        )
         assert aggregated.get_smoothed_values()["accuracy"] == pytest.approx(0.75)

@@ -25,7 +25,12 @@ def tiny(**overrides):
 
 def test_defaults_are_the_papers():
     cfg = MaeAstConfig()
-    assert (cfg.token_frames, cfg.token_mel_bins, cfg.mask_type, cfg.mask_ratio) == (16, 16, "chunk", 0.75)
+    assert (cfg.token_frames, cfg.token_mel_bins, cfg.mask_type, cfg.mask_ratio) == (
+        16,
+        16,
+        "chunk",
+        0.75,
+    )
     assert (cfg.encoder_layers, cfg.decoder_layers, cfg.encoder_embed_dim) == (6, 2, 768)
     assert (cfg.encoder_attention_heads, cfg.encoder_ffn_embed_dim) == (12, 3072)
 
@@ -95,14 +100,18 @@ def test_normalisation_matches_batchnorm2d_in_training_and_eval():
         x = torch.randn(4, 64, 128) * 3 + 2
         model.train()
         reference.train()
-        assert torch.allclose(model.normalize(x, None), reference(x.unsqueeze(1)).squeeze(1) * 0.5, atol=1e-5)
+        assert torch.allclose(
+            model.normalize(x, None), reference(x.unsqueeze(1)).squeeze(1) * 0.5, atol=1e-5
+        )
     assert torch.allclose(model.batch_norm.running_mean, reference.running_mean)
     assert torch.allclose(model.batch_norm.running_var, reference.running_var)
     assert model.batch_norm.num_batches_tracked == reference.num_batches_tracked == 3
     model.eval()
     reference.eval()
     x = torch.randn(2, 32, 128)
-    assert torch.allclose(model.normalize(x, None), reference(x.unsqueeze(1)).squeeze(1) * 0.5, atol=1e-5)
+    assert torch.allclose(
+        model.normalize(x, None), reference(x.unsqueeze(1)).squeeze(1) * 0.5, atol=1e-5
+    )
 
 
 def test_normalisation_is_batchnorm_times_half():

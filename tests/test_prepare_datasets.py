@@ -20,6 +20,7 @@ if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use thi
 import fake_datasets as fake  # noqa: E402
 
 from mae_ast_plugin.data.prep_utils import PrepError  # noqa: E402
+
 SPLITS = ("train", "valid", "test")
 
 
@@ -65,7 +66,7 @@ def read_split(directory, split, frames, labelled=True):
     label_lines = (Path(directory) / f"{split}.lbl").read_text().splitlines()
     assert len(label_lines) == len(rows)
     labels = [tuple(int(index) for index in line.split(",")) for line in label_lines]
-    return list(zip(rows, labels))
+    return list(zip(rows, labels, strict=True))
 
 
 def read_labels_csv(directory):
@@ -255,7 +256,7 @@ def test_audioset_finetune(tmp_path, capsys):
     assert set(ids["eval"]) == evaluation
     for split, split_rows in rows.items():
         check_valid_labels(split_rows, len(fake.AUDIOSET_CLASSES))
-        for ytid, (_, row_labels) in zip(ids[split], split_rows):
+        for ytid, (_, row_labels) in zip(ids[split], split_rows, strict=True):
             assert row_labels == labels[ytid]
     multi_label = (0, 1, 3)  # bal01AbCdEf's three classes on one line
     assert multi_label in [row_labels for _, row_labels in rows["train"] + rows["valid"]]
@@ -513,7 +514,8 @@ def test_iemocap_missing_wav_names_the_annotation_line(tmp_path):
     utterance = fake.iemocap_utterance(2, 3)  # 4th utterance: line 3 + 4 * 3 of its file
     os.remove(root / "Session2" / "sentences" / "wav" / utterance[:-5] / f"{utterance}.wav")
     annotation = root / "Session2" / "dialog" / "EmoEvaluation" / f"{utterance[:-5]}.txt"
-    with pytest.raises(PrepError, match=rf"{annotation}:15: audio file .*{utterance}\.wav not found"):
+    missing = rf"{annotation}:15: audio file .*{utterance}\.wav not found"
+    with pytest.raises(PrepError, match=missing):
         run_main("prepare_iemocap", [root, "--dest", tmp_path / "out"])
     summary = run_main("prepare_iemocap", [root, "--dest", tmp_path / "out", "--skip-invalid"])
     assert summary.problems["missing audio"] == 1

@@ -5,10 +5,10 @@ import re
 
 import pytest
 import torch
-
-import mae_ast_plugin  # noqa: F401
 from conftest import TINY_MODEL, hydra_train
 from fairseq import checkpoint_utils
+
+import mae_ast_plugin  # noqa: F401
 
 
 def records(stdout, tag):
@@ -49,7 +49,9 @@ def test_patch_config_trains_and_logs_natural_units(patch_run):
             assert key in r
         assert "ppl" not in r and "nll_loss" not in r
         # loss = 10 x MSE + 1 x InfoNCE, per clip, in nats
-        assert float(r["loss"]) == pytest.approx(10 * float(r["loss_recon"]) + float(r["loss_infonce"]), abs=2e-3)
+        assert float(r["loss"]) == pytest.approx(
+            10 * float(r["loss_recon"]) + float(r["loss_infonce"]), abs=2e-3
+        )
     valid = records(proc.stdout, "valid")
     assert valid and "valid_loss" in valid[-1]
     assert (run_dir / "checkpoints" / "checkpoint_last.pt").is_file()
@@ -84,8 +86,13 @@ def test_other_configs_compose_and_train(tiny_corpus, tmp_path, config):
     assert len(records(proc.stdout, "train_inner")) == 2
     state = torch.load(tmp_path / config / "checkpoints" / "checkpoint_last.pt", weights_only=False)
     expected_tokens = (2, 128) if config == "mae_ast_frame" else (16, 16)
-    assert (state["cfg"]["model"]["token_frames"], state["cfg"]["model"]["token_mel_bins"]) == expected_tokens
-    assert state["cfg"]["model"]["mask_type"] == ("random" if config == "mae_ast_frame" else "chunk")
+    assert (
+        state["cfg"]["model"]["token_frames"],
+        state["cfg"]["model"]["token_mel_bins"],
+    ) == expected_tokens
+    assert state["cfg"]["model"]["mask_type"] == (
+        "random" if config == "mae_ast_frame" else "chunk"
+    )
 
 
 def test_documented_launch_line_resolves_relative_paths(tiny_corpus, tmp_path):
@@ -99,7 +106,9 @@ def test_documented_launch_line_resolves_relative_paths(tiny_corpus, tmp_path):
     shutil.copytree(tiny_corpus, rel)
     try:
         proc = short_run("outputs/pytest_relative_data", "outputs/pytest_relative_run", 1)
-        assert (REPO / "outputs" / "pytest_relative_run" / "checkpoints" / "checkpoint_last.pt").is_file()
+        assert (
+            REPO / "outputs" / "pytest_relative_run" / "checkpoints" / "checkpoint_last.pt"
+        ).is_file()
         assert proc.returncode == 0
     finally:
         shutil.rmtree(rel, ignore_errors=True)
@@ -111,6 +120,7 @@ def test_plots_of_a_run(patch_run, tiny_corpus, tmp_path):
     import subprocess
 
     from conftest import REPO, console_script
+
     from mae_ast_plugin.plotting import plot_losses, read_training_log
 
     run_dir, _ = patch_run
@@ -123,9 +133,17 @@ def test_plots_of_a_run(patch_run, tiny_corpus, tmp_path):
 
     audio = tiny_corpus / "audio" / "valid_000.wav"
     proc = subprocess.run(
-        [console_script("mae-ast-plot-reconstruction"), str(run_dir / "checkpoints" / "checkpoint_last.pt"),
-         str(audio), "--out", str(tmp_path / "recon.png")],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            console_script("mae-ast-plot-reconstruction"),
+            str(run_dir / "checkpoints" / "checkpoint_last.pt"),
+            str(audio),
+            "--out",
+            str(tmp_path / "recon.png"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "recon.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, TINY_MODEL
 from test_distributed import records
 
@@ -99,6 +98,7 @@ def test_checkpoint_last_is_replaced_atomically(tmp_path, monkeypatch):
     import shutil
 
     from fairseq.file_io import PathManager
+
     from mae_ast_plugin.fairseq_fixes import install_atomic_checkpoint_copy
 
     install_atomic_checkpoint_copy()

@@ -3,9 +3,9 @@ config/pretrain/ssast_{patch,frame}.yaml through fairseq-hydra-train."""
 
 import pytest
 import torch
+from conftest import TINY_MODEL, hydra_train
 
 import mae_ast_plugin  # noqa: F401  (registers the models)
-from conftest import TINY_MODEL, hydra_train
 from mae_ast_plugin.models.mae_ast import MaeAstConfig, MaeAstModel
 from mae_ast_plugin.models.ssast import SsastConfig, SsastModel
 
@@ -23,7 +23,9 @@ FRAME = dict(token_frames=2, token_mel_bins=128, mask_type="random")
 def encoder_input_lengths(model, *args, **kwargs):
     """Token counts of every encoder call during ``model(*args, **kwargs)``."""
     lengths = []
-    handle = model.encoder.register_forward_pre_hook(lambda module, a: lengths.append(a[0].shape[1]))
+    handle = model.encoder.register_forward_pre_hook(
+        lambda module, a: lengths.append(a[0].shape[1])
+    )
     try:
         out = model(*args, **kwargs)
     finally:
@@ -63,7 +65,9 @@ def test_parameters_are_ssast_not_mae():
     assert names["encoder_mask_emb"].shape == (32,)
     assert names["final_proj_reconstruction.weight"].shape == (256, 32)
     assert names["final_proj_classification.weight"].shape == (256, 32)
-    assert not any(n.startswith(("decoder", "post_enc_proj")) or n == "decoder_mask_emb" for n in names)
+    assert not any(
+        n.startswith(("decoder", "post_enc_proj")) or n == "decoder_mask_emb" for n in names
+    )
     assert torch.isfinite(model.encoder_mask_emb).all() and model.encoder_mask_emb.std() > 0
 
 

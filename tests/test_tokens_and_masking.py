@@ -50,13 +50,19 @@ def test_sinusoidal_positions_values():
     assert torch.allclose(table[0], torch.tensor([0.0, 1.0] * 4))
     p, i = 7, 2  # channel 2i = 4
     assert math.isclose(table[p, 2 * i].item(), math.sin(p / 10000 ** (2 * i / 8)), rel_tol=1e-5)
-    assert math.isclose(table[p, 2 * i + 1].item(), math.cos(p / 10000 ** (2 * i / 8)), rel_tol=1e-5)
+    assert math.isclose(
+        table[p, 2 * i + 1].item(), math.cos(p / 10000 ** (2 * i / 8)), rel_tol=1e-5
+    )
 
 
 def _check_partition(mask, padding, num_tokens):
     batch = mask.masked_idx.shape[0]
     for b in range(batch):
-        valid = set(range(num_tokens)) if padding is None else set((~padding[b]).nonzero().flatten().tolist())
+        valid = (
+            set(range(num_tokens))
+            if padding is None
+            else set((~padding[b]).nonzero().flatten().tolist())
+        )
         masked = set(mask.masked_idx[b].tolist())
         visible_slots = mask.visible_idx[b]
         if mask.visible_padding is not None:
@@ -92,7 +98,11 @@ def test_span_mode_masks_whole_time_rows_in_spans():
     for row in mask.masked_idx:
         flags = torch.zeros(num_tokens, dtype=torch.bool)
         flags[row] = True
-        runs = torch.diff(torch.nonzero(torch.diff(torch.cat([torch.tensor([0]), flags.int(), torch.tensor([0])]))).flatten())[::2]
+        runs = torch.diff(
+            torch.nonzero(
+                torch.diff(torch.cat([torch.tensor([0]), flags.int(), torch.tensor([0])]))
+            ).flatten()
+        )[::2]
         # spans of 10 merge into longer runs; only the last (cut) span and border spans are shorter
         assert (runs >= 10).float().mean() > 0.6
 

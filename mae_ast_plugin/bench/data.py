@@ -1,4 +1,5 @@
-"""``mae-ast-benchmark-data``: clips/s of the audio -> filterbank input pipeline, for several DataLoader worker counts.
+"""``mae-ast-benchmark-data``: clips/s of the audio -> filterbank input pipeline, for several
+DataLoader worker counts.
 
 Runs the real pipeline of pretraining: ``read_manifest`` -> ``FbankAudioDataset`` (soundfile
 read, mono mixdown, resampling to 16 kHz when needed, crop to 10 s, Kaldi fbank) -> a torch
@@ -30,7 +31,9 @@ from mae_ast_plugin.bench.report import command_line, log, machine_info, write_r
 from mae_ast_plugin.cli import command_parser
 
 
-def generate_corpus(root: Path, count: int, seconds: float, sample_rate: int, seed: int = 0) -> Path:
+def generate_corpus(
+    root: Path, count: int, seconds: float, sample_rate: int, seed: int = 0
+) -> Path:
     """``count`` clips of ``seconds`` s (16-bit PCM wav: harmonic chirps in noise) and a
     fairseq manifest ``root/train.tsv``; returns the manifest path."""
     import numpy as np
@@ -46,7 +49,9 @@ def generate_corpus(root: Path, count: int, seconds: float, sample_rate: int, se
         f0 = rng.uniform(100, 800)
         sweep = f0 * (1 + rng.uniform(-0.5, 0.5) * t / max(seconds, 1e-3))
         phase = 2 * np.pi * np.cumsum(sweep) / sample_rate
-        wave = sum(np.sin(k * phase) / k for k in (1, 2, 3)) * 0.2 + 0.02 * rng.standard_normal(length)
+        wave = sum(np.sin(k * phase) / k for k in (1, 2, 3)) * 0.2 + 0.02 * rng.standard_normal(
+            length
+        )
         name = f"clip_{index:05d}.wav"
         soundfile.write(audio / name, wave.astype(np.float32), sample_rate, subtype="PCM_16")
         lines.append(f"{name}\t{length}")
@@ -112,8 +117,11 @@ def markdown(report) -> str:
         lines.append(
             f"\nFastest training configuration in {need['from']}: {need['name']} at "
             f"{need['clips_per_s']:.1f} clips/s; "
-            + (f"{enough} loader worker(s) keep up." if enough is not None
-               else "none of the measured worker counts keeps up.")
+            + (
+                f"{enough} loader worker(s) keep up."
+                if enough is not None
+                else "none of the measured worker counts keeps up."
+            )
         )
     return "\n".join(lines)
 
@@ -130,7 +138,9 @@ def parse_args(argv=None):
     parser.add_argument("--max-clips", type=int, help="use at most this many clips of the manifest")
     parser.add_argument("--passes", type=int, default=1, help="read the clips this many times")
     parser.add_argument("--max-sample-len-s", type=float, default=10.0, help="crop length (task's)")
-    parser.add_argument("--compare", help="mae-ast-benchmark-pretrain JSON: report the workers it needs")
+    parser.add_argument(
+        "--compare", help="mae-ast-benchmark-pretrain JSON: report the workers it needs"
+    )
     parser.add_argument("--tiny", action="store_true", help="6 generated 1 s clips, workers 0 1")
     parser.add_argument("--threads", type=int, help="torch threads of the main process (0 workers)")
     parser.add_argument("--out", help="write the JSON report here")
@@ -162,7 +172,9 @@ def main(argv=None):
         if args.generate is not None:
             root = Path(args.generate_dir) if args.generate_dir else Path(tmp)
             log(f"generating {args.generate} clips of {args.clip_seconds} s in {root}")
-            manifest_path = str(generate_corpus(root, args.generate, args.clip_seconds, args.sample_rate))
+            manifest_path = str(
+                generate_corpus(root, args.generate, args.clip_seconds, args.sample_rate)
+            )
         manifest = read_manifest(manifest_path)
         dataset = FbankAudioDataset(
             manifest,

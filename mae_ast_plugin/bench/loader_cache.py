@@ -1,4 +1,5 @@
-"""``mae-ast-benchmark-loader-cache``: loader clips/s with and without the precomputed fbank cache (task.fbank_cache).
+"""``mae-ast-benchmark-loader-cache``: loader clips/s with and without the precomputed fbank
+cache (task.fbank_cache).
 
 Generates a corpus of 10 s clips (16-bit wav, the generator of bench/data.py), builds the cache
 in float32 and float16 with the code of ``mae-ast-precompute-fbank`` (timing the build), then
@@ -109,7 +110,7 @@ def main(argv=None):
         }
         exact = [datasets["audio"][i]["source"] for i in range(len(manifest))]
         half = [datasets["cache float16"][i]["source"] for i in range(len(manifest))]
-        float16_error = max(float((h - e).abs().max()) for h, e in zip(half, exact))
+        float16_error = max(float((h - e).abs().max()) for h, e in zip(half, exact, strict=True))
         value_range = (min(float(e.min()) for e in exact), max(float(e.max()) for e in exact))
         for name, dataset in datasets.items():
             for workers in args.workers:

@@ -1,5 +1,6 @@
-"""``mae-ast-benchmark-manifest``: start-up cost of a large manifest: time and memory of reading a 2M-line manifest, of the
-dataset's first batching, of opening an fbank cache of it, and the memory of a loader worker.
+"""``mae-ast-benchmark-manifest``: start-up cost of a large manifest: time and memory of
+reading a 2M-line manifest, of the dataset's first batching, of opening an fbank cache of it,
+and the memory of a loader worker.
 
 Generates a manifest of AudioSet-like lines in a temporary directory, then, in a fresh Python
 process (so that the numbers are not blurred by this one):
@@ -70,8 +71,8 @@ def generate_manifest(path: Path, lines: int, seed: int = 0):
 
 
 def fake_cache(manifest_path: str, cache_dir: str, num_shards: int):
-    """Shard metadata and index files as mae-ast-precompute-fbank writes them, over sparse data files
-    (every clip 998 rows): enough for FbankCache.open, which reads no feature data."""
+    """Shard metadata and index files as mae-ast-precompute-fbank writes them, over sparse data
+    files (every clip 998 rows): enough for FbankCache.open, which reads no feature data."""
     import numpy as np
 
     from mae_ast_plugin.data import fbank_cache as fc
@@ -213,8 +214,14 @@ def main(argv=None):
         os.makedirs(cache_dir)
         fake_cache(manifest_path, cache_dir, args.shards)
         child = subprocess.run(
-            [sys.executable, "-m", "mae_ast_plugin.bench.manifest", "--measure", manifest_path,
-             cache_dir],
+            [
+                sys.executable,
+                "-m",
+                "mae_ast_plugin.bench.manifest",
+                "--measure",
+                manifest_path,
+                cache_dir,
+            ],
             check=True,
             capture_output=True,
             text=True,

@@ -1,4 +1,5 @@
-"""``mae-ast-benchmark-pretrain``: time full pretraining steps of MAE-AST and the SSAST baseline on identical inputs.
+"""``mae-ast-benchmark-pretrain``: time full pretraining steps of MAE-AST and the SSAST baseline
+on identical inputs.
 
 One step is what the trainer does per update: forward with masking, the ``mae_ast`` loss
 (``10 x MSE + 1 x InfoNCE`` on the masked tokens, via ``masked_prediction_losses``), backward,
@@ -58,7 +59,9 @@ TOKENS = {
     "patch": {"token_frames": 16, "token_mel_bins": 16, "mask_type": "chunk"},
     "frame": {"token_frames": 2, "token_mel_bins": 128, "mask_type": "random"},
 }
-PAPER_SIZE = {"embed_dim": 768, "ffn_dim": 3072, "heads": 12, "decoder_layers": 2, "clip_seconds": 10.0}
+PAPER_SIZE = {
+    "embed_dim": 768, "ffn_dim": 3072, "heads": 12, "decoder_layers": 2, "clip_seconds": 10.0
+}
 TINY_SIZE = {"embed_dim": 32, "ffn_dim": 64, "heads": 2, "decoder_layers": 1, "clip_seconds": 1.0}
 NUM_MEL_BINS = 128
 RESULT_PREFIX = "BENCHMARK_RESULT "
@@ -143,16 +146,21 @@ def run_config(spec: dict) -> dict:
 
     frames = num_frames(spec["clip_seconds"])
     generator = torch.Generator().manual_seed(1234)  # the same clips for every configuration
-    source = (torch.randn(spec["batch"], frames, NUM_MEL_BINS, generator=generator) * 4.5 - 4.3).to(device)
-    padding_mask = torch.zeros(spec["batch"], frames, dtype=torch.bool, device=device)  # as collated
+    shape = (spec["batch"], frames, NUM_MEL_BINS)
+    source = (torch.randn(*shape, generator=generator) * 4.5 - 4.3).to(device)
+    # all frames real, as collated
+    padding_mask = torch.zeros(spec["batch"], frames, dtype=torch.bool, device=device)
 
     model = build_model(spec).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     fused = {"fused": True, "capturable": spec.get("cuda_graph", False)} if cuda else {}
-    optimizer = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, **fused)
+    optimizer = torch.optim.AdamW(
+        params, lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01, **fused
+    )
     if spec["compile"]:
         torch._dynamo.reset()
-        stacks = [model.encoder] + ([model.decoder] if getattr(model, "decoder", None) is not None else [])
+        decoder = getattr(model, "decoder", None)
+        stacks = [model.encoder] + ([decoder] if decoder is not None else [])
         mode = spec.get("compile_mode") or None
         for stack in stacks:
             for layer in stack.layers:
@@ -213,8 +221,11 @@ def run_config(spec: dict) -> dict:
         def precision():
             stack = contextlib.ExitStack()
             # Graph capture needs autocast's weight-cast cache off.
-            stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not graph_mode))
-            stack.enter_context(sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]))
+            stack.enter_context(
+                torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not graph_mode)
+            )
+            kernels = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
+            stack.enter_context(sdpa_kernel(kernels))
             return stack
 
         sync = torch.cuda.synchronize
@@ -230,14 +241,17 @@ def run_config(spec: dict) -> dict:
             mse, infonce, _ = masked_prediction_losses(
                 out["recon"].float(), out["cls"].float(), out["target"].float()
             )
-            loss = (spec["reconstruction_weight"] * mse + spec["classification_weight"] * infonce).sum()
+            weighted = spec["reconstruction_weight"] * mse + spec["classification_weight"] * infonce
+            loss = weighted.sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
         optimizer.step()
         if "masked_tokens" not in counts:
             counts["masked_tokens"] = out["masked_idx"].shape[1]
             token = TOKENS[spec["tokens"]]
-            counts["tokens"] = (frames // token["token_frames"]) * (NUM_MEL_BINS // token["token_mel_bins"])
+            counts["tokens"] = (frames // token["token_frames"]) * (
+                NUM_MEL_BINS // token["token_mel_bins"]
+            )
 
     if graph_mode:
         # Whole-step capture (forward, loss, backward, clipping, fused capturable AdamW), as in
@@ -274,7 +288,8 @@ def run_config(spec: dict) -> dict:
         if index >= spec["warmup"]:
             times.append(elapsed)
             cpu_times.append(time.process_time() - cpu_start)
-        log(f"  {spec['name']}: step {index + 1}/{spec['warmup'] + spec['steps']} {elapsed * 1e3:.1f} ms"
+        total = spec["warmup"] + spec["steps"]
+        log(f"  {spec['name']}: step {index + 1}/{total} {elapsed * 1e3:.1f} ms"
             + (" (warm-up)" if index < spec["warmup"] else ""))
     for handle in handles:
         handle.remove()
@@ -292,7 +307,9 @@ def run_config(spec: dict) -> dict:
         "model": spec["model"],
         "tokens": spec["tokens"],
         "device": spec["device"],
-        "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu",
+        "device_name": (
+            torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu"
+        ),
         "batch": spec["batch"],
         "layers": spec["layers"],
         "decoder_layers": spec["decoder_layers"] if spec["model"] == "mae_ast" else 0,
@@ -316,7 +333,8 @@ def run_config(spec: dict) -> dict:
         "compile_mode": spec.get("compile_mode"),
         "cuda_graph": graph_mode,
         "mode": "+".join(
-            ["cuda-graph" if graph_mode else "eager"] + (["compiled layers"] if spec["compile"] else [])
+            ["cuda-graph" if graph_mode else "eager"]
+            + (["compiled layers"] if spec["compile"] else [])
         ),
     }
     if cuda:
@@ -329,7 +347,7 @@ def run_config(spec: dict) -> dict:
         result["memory_measure"] = "ru_maxrss of the configuration's own process"
     if profile is not None:
         result["profile"] = profile
-    del model, optimizer, params
+    model = optimizer = params = None  # release them (the step closures still hold their cells)
     return result
 
 
@@ -348,10 +366,12 @@ def profile_steps(step, sync, spec, cuda):
     wall = time.perf_counter() - start
     sort = "self_device_time_total" if cuda else "self_cpu_time_total"
     table = prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=60)
-    log(f"\n===== profile: {spec['name']} ({spec['profile_steps']} steps, {wall * 1e3:.1f} ms) =====\n{table}")
+    steps = f"{spec['profile_steps']} steps, {wall * 1e3:.1f} ms"
+    log(f"\n===== profile: {spec['name']} ({steps}) =====\n{table}")
     summary = {"steps": spec["profile_steps"], "wall_s": wall, "table": table}
     if cuda:
-        # Kernels (and memcpy/memset) are the events on the CUDA device; their time is GPU-busy time.
+        # Kernels (and memcpy/memset) are the events on the CUDA device; their time is GPU-busy
+        # time.
         kernel_us = sum(
             event.device_time_total
             for event in prof.key_averages()
@@ -359,7 +379,8 @@ def profile_steps(step, sync, spec, cuda):
         )
         summary["gpu_kernel_s"] = kernel_us / 1e6
         summary["gpu_busy_fraction"] = kernel_us / 1e6 / wall
-        log(f"GPU kernels busy {kernel_us / 1e3:.1f} ms of {wall * 1e3:.1f} ms ({100 * kernel_us / 1e6 / wall:.0f}%)")
+        busy = kernel_us / 1e6 / wall
+        log(f"GPU kernels busy {kernel_us / 1e3:.1f} ms of {wall * 1e3:.1f} ms ({100 * busy:.0f}%)")
     return summary
 
 
@@ -454,8 +475,9 @@ def markdown(report) -> str:
     for r in report["results"]:
         fraction = f"{100 * r['tflops'] / peak:.1f}" if peak else "-"
         lines.append(
-            f"| {r['name']} | {r['device']} | {r['mode']} | {r['batch']} | {r['layers']} | {r['encoder_tokens']} | "
-            f"{r['decoder_tokens'] or '-'} | {1e3 * r['step_time_s']:.1f} | {r['clips_per_s']:.2f} | "
+            f"| {r['name']} | {r['device']} | {r['mode']} | {r['batch']} | {r['layers']} | "
+            f"{r['encoder_tokens']} | {r['decoder_tokens'] or '-'} | "
+            f"{1e3 * r['step_time_s']:.1f} | {r['clips_per_s']:.2f} | "
             f"{r['peak_memory_bytes'] / 2**30:.2f} | {r['tflops']:.3f} | {fraction} |"
         )
     lines += [
@@ -472,38 +494,48 @@ def markdown(report) -> str:
     if peak:
         lines.append(f"\nMeasured bf16 matmul peak: {peak:.0f} TFLOP/s.")
     if cpu_mem:
-        lines.append("\nCPU peak memory is the configuration process's ru_maxrss (libraries included).")
+        lines.append(
+            "\nCPU peak memory is the configuration process's ru_maxrss (libraries included)."
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv=None):
     parser = command_parser("mae-ast-benchmark-pretrain", __doc__)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--batch-size", type=int, help="clips per step (default 32 on CUDA, 8 on CPU)")
+    parser.add_argument("--batch-size", type=int,
+                        help="clips per step (default 32 on CUDA, 8 on CPU)")
     parser.add_argument("--layers", type=int, nargs="+", help="encoder depths (default 6 12)")
     parser.add_argument("--tokens", nargs="+", choices=tuple(TOKENS), default=list(TOKENS))
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--steps", type=int, help="timed steps (default 20 on CUDA, 3 on CPU)")
-    parser.add_argument("--warmup", type=int, help="untimed steps first (default 5 on CUDA, 1 on CPU)")
+    parser.add_argument("--warmup", type=int,
+                        help="untimed steps first (default 5 on CUDA, 1 on CPU)")
     parser.add_argument("--clip-seconds", type=float, help="clip length (default 10 s: 998 frames)")
     parser.add_argument("--mask-ratio", type=float, default=0.75)
-    parser.add_argument("--layerdrop", type=float, default=0.0, help="encoder LayerDrop (default off)")
+    parser.add_argument("--layerdrop", type=float, default=0.0, help="encoder LayerDrop (0: off)")
     parser.add_argument("--embed-dim", type=int, help="model width (default 768)")
     parser.add_argument("--ffn-dim", type=int, help="FFN width (default 3072)")
     parser.add_argument("--heads", type=int, help="attention heads (default 12)")
     parser.add_argument("--decoder-layers", type=int, help="MAE-AST decoder depth (default 2)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile every Transformer layer")
-    parser.add_argument("--compile-mode", help="torch.compile mode (e.g. max-autotune-no-cudagraphs)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile every Transformer layer")
+    parser.add_argument("--compile-mode",
+                        help="torch.compile mode (e.g. max-autotune-no-cudagraphs)")
     parser.add_argument(
         "--cuda-graph",
         action="store_true",
         help="CUDA: capture the whole step in a CUDA graph (masks sampled outside, LayerDrop off)",
     )
-    parser.add_argument("--profile-steps", type=int, default=0, help="profile this many extra steps")
-    parser.add_argument("--in-process", action="store_true", help="CPU: no subprocess per configuration")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 with --tiny)")
+    parser.add_argument("--profile-steps", type=int, default=0,
+                        help="profile this many extra steps")
+    parser.add_argument("--in-process", action="store_true",
+                        help="CPU: no subprocess per configuration")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads (default: torch's; 1 with --tiny)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--tiny", action="store_true", help="small widths, 1 s clips, 1+1 steps, batch 2")
+    parser.add_argument("--tiny", action="store_true",
+                        help="small widths, 1 s clips, 1+1 steps, batch 2")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -80,8 +80,9 @@ def _render_batch(batch):
 
 
 def render_all(render, specs, out_root, workers):
-    """``render(spec, out_root) -> (path, num_samples)`` for every spec (``render`` is a module-level
-    function, so that it pickles into the worker processes); returns {path: num_samples}.  The
+    """``render(spec, out_root) -> (path, num_samples)`` for every spec (``render`` is a
+    module-level function, so that it pickles into the worker processes); returns
+    {path: num_samples}.  The
     output is independent of the worker count because each clip carries its own seeds."""
     if workers <= 1:
         return dict(render(spec, out_root) for spec in specs)
@@ -100,7 +101,11 @@ def write_manifest(manifest_dir, split, clips, frames, audio_root, with_labels):
     """The split's manifest (and labels) through prep_utils, plus a ``.meta.jsonl`` row per clip
     (text, voice, noise...) that the tests use to check the split rules."""
     rows = [
-        Clip(str(Path(audio_root) / c["path"]), frames[c["path"]], (c["label"],) if with_labels else ())
+        Clip(
+            str(Path(audio_root) / c["path"]),
+            frames[c["path"]],
+            (c["label"],) if with_labels else (),
+        )
         for c in clips
     ]
     num_classes = max(c["label"] for c in clips) + 1 if with_labels else None

@@ -1,4 +1,5 @@
-"""``mae-ast-make-demo-corpus``: build a small, deterministic synthetic speech corpus for MAE-AST demos.
+"""``mae-ast-make-demo-corpus``: build a small, deterministic synthetic speech corpus for MAE-AST
+demos.
 
 Speech is synthesised with espeak-ng (PyPI package ``espeakng-loader``) using
 many voices/accents, voice variants, speaking rates and pitches, and mixed
@@ -62,8 +63,15 @@ from mae_ast_plugin.corpora.speech_clips import (
 from mae_ast_plugin.data.prep_utils import ClassInfo, write_labels_csv
 
 FORMAT_VERSION = 1  # bump when the generated audio changes for the same parameters
-SIZE_OPTIONS = ("num_pretrain", "num_pretrain_valid", "keyword_per_class", "keyword_eval_per_class",
-                "num_speakers", "speaker_clips", "speaker_eval_clips")
+SIZE_OPTIONS = (
+    "num_pretrain",
+    "num_pretrain_valid",
+    "keyword_per_class",
+    "keyword_eval_per_class",
+    "num_speakers",
+    "speaker_clips",
+    "speaker_eval_clips",
+)
 
 
 def get_parser():
@@ -132,6 +140,7 @@ def split_identities(seed, variants):
         "valid": shuffled[n_test : n_test + n_valid],
         "train": shuffled[n_test + n_valid :],
     }
+
 
 def identity_picker(seed, variants):
     """``pick_identity`` for :func:`plan_keyword`: each split draws from its own disjoint
@@ -237,8 +246,7 @@ def build(args):
                 {s: len(c) for s, c in keyword.items()},
                 classes=classes,
                 per_class={
-                    s: {name: sum(c["label"] == i for c in clips)
-                        for i, name in enumerate(classes)}
+                    s: {name: sum(c["label"] == i for c in clips) for i, name in enumerate(classes)}
                     for s, clips in keyword.items()
                 },
             ),

@@ -33,7 +33,6 @@ import math
 import os
 import threading
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -123,7 +122,7 @@ _SYNTH_CALLBACK_TYPE = ctypes.CFUNCTYPE(
 # The library is process-global C state: serialise every use of it.
 _LOCK = threading.Lock()
 # Samples delivered by espeak-ng during the current synthesis.
-_chunks: List[np.ndarray] = []
+_chunks: list[np.ndarray] = []
 
 
 def _collect_samples(wav, num_samples, events):
@@ -138,7 +137,7 @@ _SYNTH_CALLBACK = _SYNTH_CALLBACK_TYPE(_collect_samples)
 
 
 @functools.lru_cache(maxsize=1)
-def _espeak_paths() -> Tuple[str, str]:
+def _espeak_paths() -> tuple[str, str]:
     """(shared library path, espeak-ng-data path) from espeakng-loader."""
     try:
         import espeakng_loader
@@ -233,7 +232,7 @@ class _Espeak:
         self.lib = None
         return False
 
-    def list(self, languages: Optional[str]) -> List[VoiceInfo]:
+    def list(self, languages: str | None) -> list[VoiceInfo]:
         spec = None
         if languages is not None:
             spec = _VoiceStruct()
@@ -261,7 +260,7 @@ class _Espeak:
 
 
 @functools.lru_cache(maxsize=1)
-def _voice_tables() -> Tuple[Tuple[VoiceInfo, ...], Tuple[VoiceInfo, ...], str]:
+def _voice_tables() -> tuple[tuple[VoiceInfo, ...], tuple[VoiceInfo, ...], str]:
     with _LOCK, _Espeak() as es:
         voices = tuple(es.list(None))
         variants = tuple(es.list("variant"))
@@ -269,12 +268,12 @@ def _voice_tables() -> Tuple[Tuple[VoiceInfo, ...], Tuple[VoiceInfo, ...], str]:
     return voices, variants, version
 
 
-def list_voices() -> List[VoiceInfo]:
+def list_voices() -> list[VoiceInfo]:
     """All espeak-ng voices (languages/accents). Pass ``.language`` to synthesize()."""
     return list(_voice_tables()[0])
 
 
-def list_variants() -> List[str]:
+def list_variants() -> list[str]:
     """Names of the voice variants (e.g. "m3", "f2", "klatt"), sorted."""
     # identifiers look like "!v/m3"; the file name is what "+variant" expects.
     return sorted(v.identifier.split("/", 1)[-1] for v in _voice_tables()[1])
@@ -291,7 +290,7 @@ def espeak_versions() -> dict:
     return {"espeak_ng": _voice_tables()[2], "espeakng_loader": loader}
 
 
-def _resolve_voice(voice: str, variant: Optional[str]) -> str:
+def _resolve_voice(voice: str, variant: str | None) -> str:
     """Validate voice/variant and return the name to give espeak_SetVoiceByName.
 
     Voices are selected by their file identifier (e.g. "roa/fr"): espeak-ng
@@ -325,7 +324,7 @@ def _resolve_voice(voice: str, variant: Optional[str]) -> str:
 def synthesize(
     text: str,
     voice: str = "en-us",
-    variant: Optional[str] = None,
+    variant: str | None = None,
     rate_wpm: int = 175,
     pitch: int = 50,
     pitch_range: int = 50,
@@ -534,7 +533,7 @@ def band_noise(
 
 
 def mains_hum(
-    n: int, rng: np.random.Generator, sample_rate: int = 16000, mains_hz: Optional[float] = None
+    n: int, rng: np.random.Generator, sample_rate: int = 16000, mains_hz: float | None = None
 ) -> np.ndarray:
     """Electrical hum: 50/60 Hz and harmonics with random levels, over a faint pink floor."""
     if n <= 0:
@@ -554,7 +553,7 @@ NOISE_KINDS = ("white", "pink", "brown", "hum", "fan", "room")
 
 
 def ambient_noise(
-    n: int, rng: np.random.Generator, kind: Optional[str] = None, sample_rate: int = 16000
+    n: int, rng: np.random.Generator, kind: str | None = None, sample_rate: int = 16000
 ) -> np.ndarray:
     """Unit-RMS background noise of the given kind (random kind if None).
 
@@ -585,8 +584,8 @@ def mix_at_snr(
     speech: np.ndarray,
     noise: np.ndarray,
     snr_db: float,
-    rng: Optional[np.random.Generator] = None,
-    reference: Optional[np.ndarray] = None,
+    rng: np.random.Generator | None = None,
+    reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """speech + noise scaled so that 10*log10(P_speech / P_noise) == snr_db.
 

@@ -1,4 +1,5 @@
-"""``mae-ast-make-table1-corpus``: build the local miniature of Table 1's benchmarks: deterministic, synthetic, pip-only.
+"""``mae-ast-make-table1-corpus``: build the local miniature of Table 1's benchmarks:
+deterministic, synthetic, pip-only.
 
 Four datasets, written as the plugin's manifests (``{split}.tsv``, ``{split}.lbl``,
 ``labels.csv`` through prep_utils, plus a ``{split}.meta.jsonl`` per split describing every
@@ -87,17 +88,27 @@ KEYWORD_TEST_VARIANTS = 0.2
 PRESETS = {
     # 2 CPU cores: builds in a few minutes
     "small": dict(
-        num_pretrain=2400, num_pretrain_valid=100,
-        keyword_per_class=40, keyword_eval_per_class=20,
-        num_speakers=16, speaker_clips=16, speaker_eval_clips=8,
-        events_per_class=40, events_eval_per_class=20,
+        num_pretrain=2400,
+        num_pretrain_valid=100,
+        keyword_per_class=40,
+        keyword_eval_per_class=20,
+        num_speakers=16,
+        speaker_clips=16,
+        speaker_eval_clips=8,
+        events_per_class=40,
+        events_eval_per_class=20,
     ),
     # a GPU: about five times the data
     "large": dict(
-        num_pretrain=8000, num_pretrain_valid=400,
-        keyword_per_class=200, keyword_eval_per_class=60,
-        num_speakers=40, speaker_clips=40, speaker_eval_clips=15,
-        events_per_class=200, events_eval_per_class=60,
+        num_pretrain=8000,
+        num_pretrain_valid=400,
+        keyword_per_class=200,
+        keyword_eval_per_class=60,
+        num_speakers=40,
+        speaker_clips=40,
+        speaker_eval_clips=15,
+        events_per_class=200,
+        events_eval_per_class=60,
     ),
 }
 SIZE_OPTIONS = tuple(PRESETS["small"])
@@ -111,8 +122,12 @@ SIZE_OPTIONS = tuple(PRESETS["small"])
 def get_parser():
     parser = command_parser("mae-ast-make-table1-corpus", __doc__)
     parser.add_argument("--out", default="data/local", metavar="DIR", help="audio directory")
-    parser.add_argument("--manifests", default="manifests/local", metavar="DIR",
-                        help="manifest directory (pretrain/, keyword/, speaker/, events/)")
+    parser.add_argument(
+        "--manifests",
+        default="manifests/local",
+        metavar="DIR",
+        help="manifest directory (pretrain/, keyword/, speaker/, events/)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed (>= 0)")
     parser.add_argument("--large", action="store_true", help="the larger preset (for a GPU)")
     help_of = {
@@ -127,12 +142,20 @@ def get_parser():
         "events_eval_per_class": "sound-event valid clips and test clips per class (each)",
     }
     for name in SIZE_OPTIONS:
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
-                            help=f"{help_of[name]} (default: from the preset)")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=f"{help_of[name]} (default: from the preset)",
+        )
     parser.add_argument("--min-snr", type=float, default=0.0, help="lowest SNR in dB")
     parser.add_argument("--max-snr", type=float, default=20.0, help="highest SNR in dB")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="speech rendering processes (does not change the output)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="speech rendering processes (does not change the output)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     return parser
 
@@ -167,6 +190,7 @@ def split_variants(seed, variants):
         "train": shuffled[n_test + n_valid :],
     }
 
+
 def variant_picker(variants_of_split):
     """``pick_identity`` for :func:`plan_keyword`: any accent, with a voice variant of the
     clip's split, so test voices are timbres never heard in training."""
@@ -182,11 +206,13 @@ def variant_picker(variants_of_split):
 def plan_pretrain(args, train_variants):
     """Half the demo corpus's pretraining speech (voices from the keyword-train variants only),
     half scenes of 1-3 events of any class, with training-band parameters only."""
-    speech_args = argparse.Namespace(**{
-        **vars(args),
-        "num_pretrain": (args.num_pretrain + 1) // 2,
-        "num_pretrain_valid": (args.num_pretrain_valid + 1) // 2,
-    })
+    speech_args = argparse.Namespace(
+        **{
+            **vars(args),
+            "num_pretrain": (args.num_pretrain + 1) // 2,
+            "num_pretrain_valid": (args.num_pretrain_valid + 1) // 2,
+        }
+    )
     plans = plan_speech_pretrain(speech_args, train_variants)
     for split, count in (("train", args.num_pretrain), ("valid", args.num_pretrain_valid)):
         for clip in plans[split]:
@@ -224,8 +250,11 @@ def _manifest_paths(manifest_dir):
     paths = [manifest_dir / "pretrain" / f"{split}.tsv" for split in ("train", "valid")]
     for task in TASKS:
         paths.append(manifest_dir / task / "labels.csv")
-        paths += [manifest_dir / task / f"{split}.{ext}" for split in SPLITS_LABELLED
-                  for ext in ("tsv", "lbl")]
+        paths += [
+            manifest_dir / task / f"{split}.{ext}"
+            for split in SPLITS_LABELLED
+            for ext in ("tsv", "lbl")
+        ]
     return paths
 
 
@@ -234,7 +263,8 @@ def format_summary(record):
     for part, counts in record["counts"].items():
         sizes = ", ".join(
             f"{split} {n} ({record['durations_s'][part][split] / 60:.1f} min)"
-            for split, n in counts.items() if split != "classes"
+            for split, n in counts.items()
+            if split != "classes"
         )
         classes = f" {counts['classes']} classes," if "classes" in counts else ""
         lines.append(f"{part:<9}{classes} {sizes}")
@@ -265,8 +295,9 @@ def build(args):
             clip["kind"] = "speech"
     parts = {
         "pretrain": plan_pretrain(args, variants_of_split["train"]),
-        "keyword": plan_keyword(args, "local-keyword", variant_picker(variants_of_split),
-                                kind="speech"),
+        "keyword": plan_keyword(
+            args, "local-keyword", variant_picker(variants_of_split), kind="speech"
+        ),
         "speaker": speaker,
         "events": plan_events(args),
     }
@@ -275,8 +306,14 @@ def build(args):
 
     for part, plans in parts.items():
         for split, clips in plans.items():
-            write_manifest(manifest_dir / part, split, clips, frames, str(out_root),
-                           with_labels=part != "pretrain")
+            write_manifest(
+                manifest_dir / part,
+                split,
+                clips,
+                frames,
+                str(out_root),
+                with_labels=part != "pretrain",
+            )
     for task, classes in class_lists(speakers).items():
         write_labels_csv(str(manifest_dir / task), classes)
     removed = remove_stale_audio(out_root, set(frames), ("pretrain", *TASKS))

@@ -18,7 +18,9 @@ from .clip_metrics import clip_logging_output, reduce_clip_metrics
 @dataclass
 class MaeAstCriterionConfig(FairseqDataclass):
     reconstruction_weight: float = field(default=10.0, metadata={"help": "weight of the MSE term"})
-    classification_weight: float = field(default=1.0, metadata={"help": "weight of the InfoNCE term"})
+    classification_weight: float = field(
+        default=1.0, metadata={"help": "weight of the InfoNCE term"}
+    )
 
 
 def masked_prediction_losses(recon: torch.Tensor, cls: torch.Tensor, target: torch.Tensor):

@@ -29,8 +29,8 @@ import json
 import logging
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -117,7 +117,7 @@ def _shard_is_current(cache_dir: str, name: str, expected: dict, verify: bool) -
     if not os.path.isfile(meta_path):
         return False
     try:
-        with open(meta_path, "r", encoding="utf-8") as handle:
+        with open(meta_path, encoding="utf-8") as handle:
             meta = json.load(handle)
         current = all(meta.get(key) == value for key, value in expected.items())
         if current:
@@ -281,7 +281,7 @@ def _open_shard(cache_dir: str, name: str, lines: ManifestLines, manifest_path: 
     """A shard's metadata and index, checked against the manifest lines it was built from."""
     meta_path = os.path.join(cache_dir, name + ".json")
     try:
-        with open(meta_path, "r", encoding="utf-8") as handle:
+        with open(meta_path, encoding="utf-8") as handle:
             meta = json.load(handle)
         first, last = meta["first_line"], meta["last_line"]
         in_file = last <= len(lines.starts) - 1
@@ -303,14 +303,14 @@ class FbankCache:
 
     MAX_OPEN_SHARDS = 8  # memory maps hold a file descriptor each; keep a few open
 
-    def __init__(self, cache_dir: str, split: str, shard_metas: List[dict], records, shard_of):
+    def __init__(self, cache_dir: str, split: str, shard_metas: list[dict], records, shard_of):
         self.cache_dir = cache_dir
         self.split = split
         self.dtype = np.dtype(shard_metas[0]["dtype"])
         self.num_mel_bins = shard_metas[0]["features"]["num_mel_bins"]
         self._names = [shard_name(split, i) for i in range(len(shard_metas))]
         self._rows = [meta["num_rows"] for meta in shard_metas]
-        self._errors: Dict[int, str] = {
+        self._errors: dict[int, str] = {
             int(line): message for meta in shard_metas for line, message in meta["errors"].items()
         }
         self._records = records  # INDEX_DTYPE, one per manifest entry
@@ -331,7 +331,7 @@ class FbankCache:
             raise FbankCacheError(
                 f"no complete fbank cache of split '{split}' in {cache_dir}: {rebuild}"
             )
-        with open(split_path, "r", encoding="utf-8") as handle:
+        with open(split_path, encoding="utf-8") as handle:
             split_meta = json.load(handle)
         if split_meta.get("format") != FORMAT:
             raise FbankCacheError(
@@ -377,7 +377,7 @@ class FbankCache:
         self._open[shard] = data
         return data
 
-    def read(self, index: int) -> Tuple[np.ndarray, int]:
+    def read(self, index: int) -> tuple[np.ndarray, int]:
         """The whole clip's fbank rows (as stored: a read-only view) and its length in samples at
         ``features.sample_rate``.  Raises :class:`AudioError` for a clip the build could not read
         (with the build's message) and :class:`FbankCacheError` for corrupt data."""

@@ -1,11 +1,9 @@
 """A fairseq dataset that reads manifest clips and returns log-mel filterbanks."""
 
 import logging
-from typing import Optional
 
 import numpy as np
 import torch
-
 from fairseq.data import FairseqDataset
 
 from ..features import (
@@ -44,7 +42,7 @@ class FbankAudioDataset(FairseqDataset):
         skip_invalid: bool = False,
         seed: int = 1,
         shuffle: bool = True,
-        fbank_cache: Optional[FbankCache] = None,
+        fbank_cache: FbankCache | None = None,
     ):
         super().__init__()
         self.manifest = manifest
@@ -112,7 +110,8 @@ class FbankAudioDataset(FairseqDataset):
         num_skipped = len(samples) - len(valid)
         if not valid:
             return {}
-        source, padding_mask = pad_features([s["source"] for s in valid], self.features.num_mel_bins)
+        sources = [s["source"] for s in valid]
+        source, padding_mask = pad_features(sources, self.features.num_mel_bins)
         return {
             "id": torch.tensor([s["id"] for s in valid], dtype=torch.long),
             "net_input": {"source": source, "padding_mask": padding_mask},

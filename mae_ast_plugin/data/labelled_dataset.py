@@ -11,7 +11,6 @@ for multi-label ones.  Rows the manifest reader drops (``skip_invalid``) drop th
 import csv
 import os
 from dataclasses import dataclass
-from typing import List
 
 import numpy as np
 import torch
@@ -28,8 +27,8 @@ class LabelError(ValueError):
 class ClassList:
     """The classes of a task, in index order; travels in fine-tuned checkpoints."""
 
-    mids: List[str]
-    names: List[str]
+    mids: list[str]
+    names: list[str]
 
     def __len__(self):
         return len(self.names)
@@ -46,7 +45,7 @@ class ClassList:
 def read_class_list(path: str) -> ClassList:
     if not os.path.isfile(path):
         raise LabelError(f"class list {path} not found (expected 'index,mid,display_name' rows)")
-    with open(path, "r", encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8", newline="") as handle:
         rows = csv.reader(handle)
         header = [field.strip() for field in next(rows, [])]
         if header[:3] != ["index", "mid", "display_name"]:
@@ -85,9 +84,9 @@ class ClipLabels:
         return self.values[self.offsets[index] : self.offsets[index + 1]]
 
 
-def _read_lines(path: str) -> List[str]:
+def _read_lines(path: str) -> list[str]:
     """The file's lines without line ends; a blank last line is a line (an unlabelled clip)."""
-    with open(path, "r", encoding="utf-8") as handle:
+    with open(path, encoding="utf-8") as handle:
         text = handle.read()
     lines = text.split("\n")
     if text.endswith("\n"):

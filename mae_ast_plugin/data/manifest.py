@@ -1,6 +1,7 @@
 """fairseq tsv manifests: line 1 is the audio root, then ``relative/path<TAB>num_samples``.
 
-``num_samples`` is the clip length in samples at the file's native rate (``soundfile.info().frames``),
+``num_samples`` is the clip length in samples at the file's native rate
+(``soundfile.info().frames``),
 as fairseq's ``wav2vec_manifest.py`` writes it.  Paths are kept in one UTF-8 blob with offsets
 rather than a list of Python strings, so a 2M-line manifest costs tens of MB per loader worker
 and its pages stay shared after fork.
@@ -52,7 +53,7 @@ def read_manifest(path: str, skip_invalid: bool = False, min_samples: int = 0) -
             f"manifest {path} not found: create it with a prep script (see scripts/) or point "
             "task.data at the directory that holds {split}.tsv"
         )
-    with open(path, "r", encoding="utf-8") as handle:
+    with open(path, encoding="utf-8") as handle:
         root = handle.readline().rstrip("\n\r")
         if not root or "\t" in root:
             raise ManifestError(

@@ -23,10 +23,10 @@ import logging
 import os
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile
@@ -64,8 +64,8 @@ class Entry:
     """A clip that a dataset's metadata asks for, before its audio has been probed."""
 
     path: str  # absolute path of the audio file
-    labels: Tuple[int, ...] = ()  # class indices; empty for unlabelled (pretraining) data
-    where: Optional[str] = None  # "file:line" of the metadata that listed it, for errors
+    labels: tuple[int, ...] = ()  # class indices; empty for unlabelled (pretraining) data
+    where: str | None = None  # "file:line" of the metadata that listed it, for errors
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class Clip:
 
     path: str
     num_samples: int
-    labels: Tuple[int, ...] = ()
+    labels: tuple[int, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def existing_file(path: str, what: str) -> str:
     return os.path.abspath(path)
 
 
-def find_audio_files(directory: str, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> List[str]:
+def find_audio_files(directory: str, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[str]:
     """Absolute paths of the audio files under ``directory`` (recursive), sorted so that every
     run lists them in the same order whatever the file system returns."""
     wanted = {ext.lower() for ext in extensions}
@@ -160,14 +160,14 @@ class PrepSummary:
 
     def __init__(self, dataset: str):
         self.dataset = dataset
-        self.splits: Dict[str, Tuple[int, Optional[Counter]]] = {}
-        self.class_names: Optional[List[str]] = None
+        self.splits: dict[str, tuple[int, Counter | None]] = {}
+        self.class_names: list[str] | None = None
         self.problems: Counter = Counter()
-        self.examples: Dict[str, List[str]] = defaultdict(list)
-        self.notes: List[str] = []
-        self.dest: Optional[str] = None
+        self.examples: dict[str, list[str]] = defaultdict(list)
+        self.notes: list[str] = []
+        self.dest: str | None = None
 
-    def count(self, problem: str, example: Optional[str] = None, amount: int = 1) -> None:
+    def count(self, problem: str, example: str | None = None, amount: int = 1) -> None:
         """Record ``amount`` occurrences of a problem such as ``"missing audio"``."""
         self.problems[problem] += amount
         if example is not None and len(self.examples[problem]) < self.MAX_EXAMPLES:
@@ -183,7 +183,7 @@ class PrepSummary:
             per_class = Counter(label for clip in clips for label in clip.labels)
         self.splits[name] = (len(clips), per_class)
 
-    def _class_counts(self, per_class: Counter) -> List[str]:
+    def _class_counts(self, per_class: Counter) -> list[str]:
         """Per-class counts as short items, to be joined with "; " (AudioSet display names
         contain commas)."""
         names = self.class_names
@@ -191,7 +191,7 @@ class PrepSummary:
         if len(set(counts)) == 1:
             return [f"{counts[0]} in each of the {len(names)} classes"]
         if len(names) <= self.MAX_CLASSES_LISTED:
-            return [f"{name}={count}" for name, count in zip(names, counts)]
+            return [f"{name}={count}" for name, count in zip(names, counts, strict=True)]
         low, high = int(np.argmin(counts)), int(np.argmax(counts))
         return [
             f"{len(names)} classes",
@@ -201,7 +201,7 @@ class PrepSummary:
         ]
 
     @staticmethod
-    def _wrap(items: List[str], indent: str, width: int = 100) -> List[str]:
+    def _wrap(items: list[str], indent: str, width: int = 100) -> list[str]:
         """Join items with "; " into lines of at most ``width`` characters, never splitting
         an item."""
         lines, current = [], indent
@@ -251,7 +251,7 @@ def _probe(path: str):
 
 def measure_clips(
     entries: Sequence[Entry], *, skip_invalid: bool, summary: PrepSummary, workers: int = 1
-) -> List[Clip]:
+) -> list[Clip]:
     """Probe every entry's audio header and return the readable ones as :class:`Clip`.
 
     A missing or unreadable file is a :class:`PrepError` naming the file (and the metadata line
@@ -265,7 +265,7 @@ def measure_clips(
     else:
         results = [_probe(path) for path in paths]
     clips = []
-    for entry, result in zip(entries, results):
+    for entry, result in zip(entries, results, strict=True):
         if isinstance(result, int):
             clips.append(Clip(entry.path, result, entry.labels))
             continue
@@ -292,7 +292,7 @@ def split_rng(seed: int, *context: int) -> np.random.Generator:
     return np.random.default_rng([seed, *context])
 
 
-def holdout(items: Sequence, fraction: float, rng: np.random.Generator) -> Tuple[list, list]:
+def holdout(items: Sequence, fraction: float, rng: np.random.Generator) -> tuple[list, list]:
     """Split ``items`` (in a fixed order) into ``(kept, held_out)``; ``held_out`` has
     ``round(fraction * len(items))`` items chosen at random, but at least one and never all
     when ``fraction > 0`` and there are two or more items; both parts keep the input order."""
@@ -311,7 +311,7 @@ def holdout(items: Sequence, fraction: float, rng: np.random.Generator) -> Tuple
 
 def stratified_holdout(
     items: Sequence, class_of: Callable, fraction: float, rng: np.random.Generator
-) -> Tuple[list, list]:
+) -> tuple[list, list]:
     """:func:`holdout` applied to each class separately (classes in sorted order), so the
     held-out part has the class balance of ``items``; both parts keep the input order."""
     by_class = defaultdict(list)
@@ -378,8 +378,8 @@ def labels_csv_text(classes: Sequence[ClassInfo]) -> str:
 
 
 def render_split(
-    audio_root: str, clips: Sequence[Clip], num_classes: Optional[int] = None
-) -> Tuple[str, Optional[str]]:
+    audio_root: str, clips: Sequence[Clip], num_classes: int | None = None
+) -> tuple[str, str | None]:
     """The texts of a split's ``.tsv`` and, when ``num_classes`` is given, ``.lbl`` (else
     None), after checking every clip: under ``audio_root``, labels valid, rows paired."""
     audio_root = os.path.abspath(audio_root)
@@ -409,7 +409,7 @@ def write_split(
     split: str,
     audio_root: str,
     clips: Sequence[Clip],
-    num_classes: Optional[int] = None,
+    num_classes: int | None = None,
 ) -> None:
     """Write ``{directory}/{split}.tsv`` (and ``.lbl`` when ``num_classes`` is given)."""
     tsv, lbl = render_split(audio_root, clips, num_classes)
@@ -425,9 +425,9 @@ def write_labels_csv(directory: str, classes: Sequence[ClassInfo]) -> None:
 def write_outputs(
     dest: str,
     audio_root: str,
-    splits: Dict[str, Sequence[Clip]],
+    splits: dict[str, Sequence[Clip]],
     summary: PrepSummary,
-    classes: Optional[Sequence[ClassInfo]] = None,
+    classes: Sequence[ClassInfo] | None = None,
 ) -> None:
     """Check every split, then write them all: nothing is written if any split is invalid.
 

@@ -20,12 +20,11 @@ from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf, open_dict
-from torch import nn
-
 from fairseq import models
 from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model
+from omegaconf import OmegaConf, open_dict
+from torch import nn
 
 from ..checkpoints import build_pretrained_model, features_config, read_checkpoint
 from ..features import FbankConfig

@@ -1,4 +1,5 @@
-"""fairseq registration of the SSAST baseline network (``ssast``); the network is ``modules.ssast``."""
+"""fairseq registration of the SSAST baseline network (``ssast``); the network is
+``modules.ssast``."""
 
 from dataclasses import dataclass
 

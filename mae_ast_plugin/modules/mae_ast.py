@@ -30,13 +30,22 @@ class MaeAstConfig:
 
     token_frames: int = field(default=16, metadata={"help": "token size along time (frames)"})
     token_mel_bins: int = field(
-        default=16, metadata={"help": "token size along mel bins; 128 with token_frames=2 for frames"}
+        default=16,
+        metadata={"help": "token size along mel bins; 128 with token_frames=2 for frames"},
     )
-    encoder_layers: int = field(default=6, metadata={"help": "6 in the paper's default, 12 in Table 1"})
+    encoder_layers: int = field(
+        default=6, metadata={"help": "6 in the paper's default, 12 in Table 1"}
+    )
     encoder_embed_dim: int = 768
-    encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "FFN width, encoder and decoder"})
-    encoder_attention_heads: int = field(default=12, metadata={"help": "heads, encoder and decoder"})
-    encoder_layerdrop: float = field(default=0.05, metadata={"help": "probability of skipping a layer"})
+    encoder_ffn_embed_dim: int = field(
+        default=3072, metadata={"help": "FFN width, encoder and decoder"}
+    )
+    encoder_attention_heads: int = field(
+        default=12, metadata={"help": "heads, encoder and decoder"}
+    )
+    encoder_layerdrop: float = field(
+        default=0.05, metadata={"help": "probability of skipping a layer"}
+    )
     decoder_layers: int = 2
     decoder_embed_dim: int = 768
     decoder_layerdrop: float = 0.0
@@ -66,7 +75,9 @@ class MaeAst(nn.Module):
     def __init__(self, cfg: MaeAstConfig):
         super().__init__()
         if str(cfg.mask_type) not in MASK_TYPES:
-            raise ValueError(f"mask_type must be one of {', '.join(MASK_TYPES)}, got {cfg.mask_type!r}")
+            raise ValueError(
+                f"mask_type must be one of {', '.join(MASK_TYPES)}, got {cfg.mask_type!r}"
+            )
         self.cfg = cfg
         token_dim = cfg.token_frames * cfg.token_mel_bins
         self.batch_norm = nn.BatchNorm2d(1, affine=False)

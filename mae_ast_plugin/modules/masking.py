@@ -75,7 +75,11 @@ def _block_priority(lengths, time_steps, freq_blocks, heights, widths, min_area,
     block_index = block_index.view(1, num_blocks, 1, 1).expand_as(token)
     priority = torch.full((batch, total + 1), float(num_blocks), device=device)
     priority.scatter_reduce_(
-        1, token.reshape(batch, -1), block_index.reshape(batch, -1), reduce="amin", include_self=True
+        1,
+        token.reshape(batch, -1),
+        block_index.reshape(batch, -1),
+        reduce="amin",
+        include_self=True,
     )
     return priority[:, :total]
 

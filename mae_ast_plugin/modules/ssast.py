@@ -71,6 +71,7 @@ class Ssast(MaeAst):
     def remove_pretraining_modules(self):
         """Keep the encoder side only (as ``mae_ast`` does); ``forward(mask=False)`` and
         ``extract_features`` keep working."""
-        for name in ("post_enc_proj", "decoder", "final_proj_reconstruction", "final_proj_classification"):
+        heads = ("final_proj_reconstruction", "final_proj_classification")
+        for name in ("post_enc_proj", "decoder", *heads):
             setattr(self, name, None)
         del self.encoder_mask_emb

@@ -15,7 +15,8 @@ import torch
 def mel_blocks(num_mel_bins: int, token_mel_bins: int) -> int:
     if num_mel_bins % token_mel_bins:
         raise ValueError(
-            f"token_mel_bins={token_mel_bins} must divide the {num_mel_bins} mel bins of the features"
+            f"token_mel_bins={token_mel_bins} must divide the {num_mel_bins} mel bins of the "
+            "features"
         )
     return num_mel_bins // token_mel_bins
 
@@ -50,7 +51,9 @@ def token_padding_mask(frame_padding: torch.Tensor, token_frames: int, freq_bloc
     batch, frames = frame_padding.shape
     time_blocks = frames // token_frames
     padded_blocks = (
-        frame_padding[:, : time_blocks * token_frames].reshape(batch, time_blocks, token_frames).any(-1)
+        frame_padding[:, : time_blocks * token_frames]
+        .reshape(batch, time_blocks, token_frames)
+        .any(-1)
     )
     return padded_blocks.repeat_interleave(freq_blocks, dim=1)
 

@@ -35,7 +35,9 @@ class SelfAttention(nn.Module):
         # kernels require.
         weight = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
         bias = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias))
-        qkv = F.linear(x, weight, bias).view(batch, length, 3, self.num_heads, dim // self.num_heads)
+        qkv = F.linear(x, weight, bias).view(
+            batch, length, 3, self.num_heads, dim // self.num_heads
+        )
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, L, D)
         out = F.scaled_dot_product_attention(
             query,
@@ -50,7 +52,9 @@ class SelfAttention(nn.Module):
 class PostLNLayer(nn.Module):
     """BERT-style layer: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
 
-    def __init__(self, embed_dim, ffn_dim, num_heads, dropout, attention_dropout, activation_dropout):
+    def __init__(
+        self, embed_dim, ffn_dim, num_heads, dropout, attention_dropout, activation_dropout
+    ):
         super().__init__()
         self.self_attn = SelfAttention(embed_dim, num_heads, attention_dropout)
         self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
@@ -87,7 +91,9 @@ class TransformerStack(nn.Module):
         self.layerdrop = layerdrop
         self.checkpoint_activations = checkpoint_activations
         self.layers = nn.ModuleList(
-            PostLNLayer(embed_dim, ffn_dim, num_heads, dropout, attention_dropout, activation_dropout)
+            PostLNLayer(
+                embed_dim, ffn_dim, num_heads, dropout, attention_dropout, activation_dropout
+            )
             for _ in range(num_layers)
         )
 

@@ -14,13 +14,12 @@ from typing import Optional
 
 import numpy as np
 import torch
-from omegaconf import II, MISSING
-
 from fairseq import utils
 from fairseq.dataclass import FairseqDataclass
 from fairseq.distributed import utils as distributed_utils
 from fairseq.optim.amp_optimizer import AMPOptimizer
 from fairseq.tasks import FairseqTask
+from omegaconf import II, MISSING
 
 from ..data.fbank_cache import FbankCache
 from ..data.manifest import Manifest
@@ -29,7 +28,9 @@ from ..features import FbankConfig
 
 @dataclass
 class AudioTaskConfig(FairseqDataclass):
-    data: str = field(default=MISSING, metadata={"help": "directory holding the {split}.tsv manifests"})
+    data: str = field(
+        default=MISSING, metadata={"help": "directory holding the {split}.tsv manifests"}
+    )
     features: FbankConfig = field(
         default_factory=FbankConfig,
         metadata={"help": "filterbank front end; saved in checkpoints and reused downstream"},
@@ -83,7 +84,7 @@ def autocast_dtype(bf16_requested: bool, on_gpu: bool, native_bf16: bool, amp: b
     return torch.float16 if amp else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gpu_has_native_bf16() -> bool:
     return torch.cuda.is_bf16_supported(including_emulation=False)
 

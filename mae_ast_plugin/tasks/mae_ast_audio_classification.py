@@ -11,9 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from omegaconf import OmegaConf, open_dict
-
 from fairseq.tasks import register_task
+from omegaconf import OmegaConf, open_dict
 
 from ..data.labelled_dataset import (
     ClassList,

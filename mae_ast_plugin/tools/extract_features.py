@@ -28,14 +28,20 @@ from mae_ast_plugin.features import AudioError, load_audio
 
 def get_parser():
     parser = command_parser("mae-ast-extract-features", __doc__)
-    parser.add_argument("checkpoint", help="pretraining or fine-tuning checkpoint (ours or the authors')")
+    parser.add_argument(
+        "checkpoint", help="pretraining or fine-tuning checkpoint (ours or the authors')"
+    )
     parser.add_argument("manifest", help="fairseq tsv manifest")
     parser.add_argument("out_dir", help="output directory")
-    parser.add_argument("--layer", type=int, default=None, help="encoder layer, 1-based (default: last)")
+    parser.add_argument(
+        "--layer", type=int, default=None, help="encoder layer, 1-based (default: last)"
+    )
     parser.add_argument("--pooling", choices=("mean", "tokens"), default="mean")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--skip-invalid", action="store_true", help="log and count unreadable clips")
+    parser.add_argument(
+        "--skip-invalid", action="store_true", help="log and count unreadable clips"
+    )
     return parser
 
 
@@ -79,15 +85,23 @@ def main(argv=None):
     os.makedirs(feature_dir, exist_ok=True)
     check_settings(
         args.out_dir,
-        {"checkpoint": os.path.abspath(args.checkpoint), "manifest": os.path.abspath(args.manifest),
-         "layer": layer, "pooling": args.pooling},
+        {
+            "checkpoint": os.path.abspath(args.checkpoint),
+            "manifest": os.path.abspath(args.manifest),
+            "layer": layer,
+            "pooling": args.pooling,
+        },
     )
 
     def npy_path(row):
         return os.path.join(feature_dir, f"{row:08d}.npy")
 
     # Longest first, so each batch holds clips of similar length.
-    todo = [row for row in np.argsort(-manifest.sizes, kind="stable") if not os.path.exists(npy_path(row))]
+    todo = [
+        row
+        for row in np.argsort(-manifest.sizes, kind="stable")
+        if not os.path.exists(npy_path(row))
+    ]
     done_before = len(manifest) - len(todo)
     skipped = []
     for start in tqdm(range(0, len(todo), args.batch_size), desc="batches", unit="batch"):
@@ -98,7 +112,9 @@ def main(argv=None):
                 rows.append(row)
             except AudioError as err:
                 if not args.skip_invalid:
-                    raise SystemExit(f"{manifest.where(row)}: {err} (or pass --skip-invalid)")
+                    raise SystemExit(
+                        f"{manifest.where(row)}: {err} (or pass --skip-invalid)"
+                    ) from err
                 print(f"skipping {manifest.where(row)}: {err}", file=sys.stderr)
                 skipped.append(row)
         if not rows:
@@ -112,10 +128,14 @@ def main(argv=None):
     for row in range(len(manifest)):
         if os.path.exists(npy_path(row)):
             shape = np.load(npy_path(row), mmap_mode="r").shape
-            lines.append(f"{row}\t{manifest.relative_path(row)}\tfeatures/{row:08d}.npy\t{'x'.join(map(str, shape))}")
+            lines.append(
+                f"{row}\t{manifest.relative_path(row)}\tfeatures/{row:08d}.npy\t"
+                + "x".join(map(str, shape))
+            )
     atomic_write_text(os.path.join(args.out_dir, "index.tsv"), "\n".join(lines) + "\n")
     print(
-        f"{len(todo) - len(skipped)} clips embedded, {done_before} already done, {len(skipped)} skipped; "
+        f"{len(todo) - len(skipped)} clips embedded, {done_before} already done, "
+        f"{len(skipped)} skipped; "
         f"layer {layer}, {args.pooling} pooling -> {args.out_dir}"
     )
     return 0

@@ -30,7 +30,9 @@ def get_parser():
     parser.add_argument("audio", help="any soundfile-readable audio file")
     parser.add_argument("--out", default="reconstruction.png", help="output PNG")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask")
-    parser.add_argument("--max-seconds", type=float, default=10.0, help="plot at most this much audio")
+    parser.add_argument(
+        "--max-seconds", type=float, default=10.0, help="plot at most this much audio"
+    )
     return parser
 
 
@@ -43,7 +45,8 @@ def main(argv=None):
     waveform = waveform[: int(args.max_seconds * features.sample_rate)]
     fbank = compute_fbank(waveform, features)
     images = reconstruction_images(model, fbank, seed=args.seed)
-    title = f"{os.path.basename(args.audio)} - {model.cfg.mask_type} masking, ratio {model.cfg.mask_ratio}"
+    masking = f"{model.cfg.mask_type} masking, ratio {model.cfg.mask_ratio}"
+    title = f"{os.path.basename(args.audio)} - {masking}"
     plot_reconstruction(images, args.out, title=title)
     masked = torch.isnan(torch.from_numpy(images[1])).float().mean().item()
     print(f"wrote {args.out} ({masked:.0%} of the plotted frames x bins masked)")

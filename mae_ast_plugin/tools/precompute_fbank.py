@@ -1,4 +1,5 @@
-"""``mae-ast-precompute-fbank``: precompute the filterbanks of manifest splits into a memory-mapped cache (task.fbank_cache).
+"""``mae-ast-precompute-fbank``: precompute the filterbanks of manifest splits into a
+memory-mapped cache (task.fbank_cache).
 
 Decoding audio and computing Kaldi filterbanks costs loader CPU on every epoch; the cache does
 it once.  Training with ``task.fbank_cache=CACHE_DIR`` then reads exactly the same features (the

@@ -13,7 +13,6 @@ filterbank settings, so no training data is needed.
 
 import logging
 import sys
-from typing import Optional
 
 import torch
 
@@ -37,7 +36,7 @@ class NotAClassifierError(ValueError):
     pass
 
 
-def load_classifier(checkpoint: str, data: Optional[str] = None, device: str = "cpu"):
+def load_classifier(checkpoint: str, data: str | None = None, device: str = "cpu"):
     """(model in eval mode on ``device``, task) of a fine-tuned checkpoint.  ``data`` replaces
     the training data directory (needed only to load evaluation splits)."""
     from fairseq import checkpoint_utils
@@ -79,7 +78,7 @@ def describe_model(model) -> dict:
     }
 
 
-def benchmark_of(task) -> Optional[str]:
+def benchmark_of(task) -> str | None:
     return TABLE1_BENCHMARKS.get((len(task.classes), bool(task.cfg.multi_label)))
 
 
@@ -124,7 +123,7 @@ def main(argv=None):
             continue
         scores, indices = probabilities.topk(min(args.top_k, len(classes)))
         print(path)
-        for score, index in zip(scores.tolist(), indices.tolist()):
+        for score, index in zip(scores.tolist(), indices.tolist(), strict=True):
             print(f"  {score:.4f}  {classes.names[index]}  ({classes.mids[index]})")
     return 1 if failures else 0
 

@@ -18,15 +18,17 @@ def console_script(name: str) -> str:
     ``mae-ast-predict``: tests run the commands as users do."""
     return str(Path(sys.executable).parent / name)
 
-# A model small enough for a few CPU updates in a second or two.
-TINY_MODEL = [
-    "model.encoder_layers=2",
-    "model.encoder_embed_dim=32",
-    "model.decoder_embed_dim=32",
-    "model.encoder_ffn_embed_dim=64",
-    "model.encoder_attention_heads=2",
-    "model.decoder_layers=1",
-]
+# A model small enough for a few CPU updates in a second or two: as config fields, and as
+# fairseq-hydra-train overrides.
+TINY_ARCH = dict(
+    encoder_layers=2,
+    encoder_embed_dim=32,
+    decoder_embed_dim=32,
+    encoder_ffn_embed_dim=64,
+    encoder_attention_heads=2,
+    decoder_layers=1,
+)
+TINY_MODEL = [f"model.{key}={value}" for key, value in TINY_ARCH.items()]
 
 
 def synth_clip(rng: np.random.Generator, seconds: float, sample_rate: int, channels: int = 1):

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_ARCH
 
 from mae_ast_plugin.criterions.mae_ast_criterion import masked_prediction_losses
 from mae_ast_plugin.models.mae_ast import MaeAstConfig, MaeAstModel
@@ -10,15 +11,7 @@ from mae_ast_plugin.modules.masking import num_masked_tokens
 
 
 def tiny(**overrides):
-    cfg = dict(
-        encoder_layers=2,
-        encoder_embed_dim=32,
-        decoder_embed_dim=32,
-        encoder_ffn_embed_dim=64,
-        encoder_attention_heads=2,
-        decoder_layers=1,
-    )
-    cfg.update(overrides)
+    cfg = dict(TINY_ARCH, **overrides)
     torch.manual_seed(0)
     return MaeAstModel(MaeAstConfig(**cfg))
 

@@ -3,20 +3,13 @@ config/pretrain/ssast_{patch,frame}.yaml through fairseq-hydra-train."""
 
 import pytest
 import torch
-from conftest import TINY_MODEL, hydra_train
+from conftest import TINY_ARCH, TINY_MODEL, hydra_train
 
 import mae_ast_plugin  # noqa: F401  (registers the models)
 from mae_ast_plugin.models.mae_ast import MaeAstConfig, MaeAstModel
 from mae_ast_plugin.models.ssast import SsastConfig, SsastModel
 
-TINY = dict(
-    encoder_layers=2,
-    encoder_embed_dim=32,
-    decoder_embed_dim=32,
-    encoder_ffn_embed_dim=64,
-    encoder_attention_heads=2,
-    decoder_layers=1,
-)
+TINY = TINY_ARCH  # the tiny model's config fields
 FRAME = dict(token_frames=2, token_mel_bins=128, mask_type="random")
 
 

@@ -174,6 +174,21 @@ def available_variants(wanted):
     return [v for v in wanted if v is None or v in available]
 
 
+def start(args, wanted_variants, format_version, sizes, manifest_paths):
+    """What every build starts with: the espeak-ng voice variants of ``wanted_variants`` that
+    exist, the audio and manifest directories (absolute), the parameters, and the corpus.json
+    record of an identical build already on disk (None when there is none or ``args.force``).
+    ``manifest_paths(manifest_dir)`` lists the files a complete build has."""
+    variants = available_variants(wanted_variants)
+    out_root = Path(os.path.realpath(args.out))
+    manifest_dir = Path(os.path.realpath(args.manifests))
+    params = build_params(args, variants, format_version, sizes)
+    record = None
+    if not args.force:
+        record = existing_build(manifest_dir, params, manifest_paths(manifest_dir))
+    return variants, out_root, manifest_dir, params, record
+
+
 def seconds_of(clips, frames):
     """Total duration in seconds of ``clips`` (specs) rendered to ``frames`` samples each."""
     return round(sum(frames[c["path"]] for c in clips) / SAMPLE_RATE, 2)

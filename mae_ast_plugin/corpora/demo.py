@@ -34,20 +34,17 @@ Examples (from the repository root)::
 import os
 import sys
 import time
-from pathlib import Path
 
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.corpora.build import (
     SAMPLE_RATE,
     SPLITS_LABELLED,
-    available_variants,
-    build_params,
     clip_rng,
-    existing_build,
     finish,
     remove_stale_audio,
     render_all,
     seconds_of,
+    start,
     write_manifest,
 )
 from mae_ast_plugin.corpora.speech_clips import (
@@ -201,20 +198,16 @@ def build(args):
     """Build (or find up to date) the corpus of ``args`` (``get_parser()``'s options); returns
     the ``corpus.json`` record."""
     _check_args(args)
-    variants = available_variants(VARIANTS)
-    out_root = Path(os.path.realpath(args.out))
-    manifest_dir = Path(os.path.realpath(args.manifests))
-    params = build_params(args, variants, FORMAT_VERSION, SIZE_OPTIONS)
-
-    if not args.force:
-        record = existing_build(manifest_dir, params, _manifest_files(manifest_dir))
-        if record:
-            print(
-                "corpus already built with the same parameters "
-                f"({manifest_dir / 'corpus.json'}); use --force to rebuild"
-            )
-            print(_format_summary(record))
-            return record
+    variants, out_root, manifest_dir, params, record = start(
+        args, VARIANTS, FORMAT_VERSION, SIZE_OPTIONS, _manifest_files
+    )
+    if record:
+        print(
+            "corpus already built with the same parameters "
+            f"({manifest_dir / 'corpus.json'}); use --force to rebuild"
+        )
+        print(_format_summary(record))
+        return record
 
     started = time.time()
     pretrain = plan_pretrain(args, variants)

@@ -44,19 +44,16 @@ import datetime
 import os
 import sys
 import time
-from pathlib import Path
 
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.corpora.build import (
     SPLITS_LABELLED,
-    available_variants,
-    build_params,
     clip_rng,
-    existing_build,
     finish,
     remove_stale_audio,
     render_all,
     seconds_of,
+    start,
     write_manifest,
 )
 from mae_ast_plugin.corpora.sound_events import (
@@ -276,16 +273,13 @@ def build(args):
     """Build (or find up to date) the benchmark of ``args`` (``get_parser()``'s options); returns
     the ``corpus.json`` record."""
     resolve_sizes(args)
-    variants = available_variants(VARIANTS)
-    out_root = Path(os.path.realpath(args.out))
-    manifest_dir = Path(os.path.realpath(args.manifests))
-    params = build_params(args, variants, FORMAT_VERSION, SIZE_OPTIONS)
-    if not args.force:
-        record = existing_build(manifest_dir, params, _manifest_paths(manifest_dir))
-        if record:
-            print(f"benchmark already built with these parameters ({manifest_dir / 'corpus.json'})")
-            print(format_summary(record))
-            return record
+    variants, out_root, manifest_dir, params, record = start(
+        args, VARIANTS, FORMAT_VERSION, SIZE_OPTIONS, _manifest_paths
+    )
+    if record:
+        print(f"benchmark already built with these parameters ({manifest_dir / 'corpus.json'})")
+        print(format_summary(record))
+        return record
 
     started = time.time()
     variants_of_split = split_variants(args.seed, variants)

@@ -24,6 +24,10 @@ tokens the encoder really processes (read with a hook) and the model FLOP rate, 
   (``ru_maxrss``, which includes the ~0.5 GB of the imported libraries) is reported, as well as
   the process's CPU seconds per step (robust to other jobs on the machine with ``--threads 1``).
 
+The module is the whole benchmark (FLOP model, one configuration's timed steps with their
+eager / CUDA-graph / compiled variants, the subprocess per CPU configuration, the report):
+its parts share one configuration dict and read best together.
+
 FLOPs count the matrix products only (token projection, q/k/v/out projections, attention
 QK^T and AV, FFN, post-encoder projection, the two heads and the InfoNCE logits), forward x 3
 for forward + backward.  LayerDrop is off by default (``--layerdrop``) so that every step runs

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mae_ast_plugin.corpora import dsp
+
 sf = pytest.importorskip("soundfile")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -136,7 +138,7 @@ def test_synthesize_plausible_audio(ss):
                          voice="en-gb", variant="f2", rate_wpm=110)
     for audio in (word, sentence, slow):
         assert audio.dtype == np.float32 and audio.ndim == 1
-        assert ss.rms(audio) > 0.02 and np.max(np.abs(audio)) <= 1.0
+        assert dsp.rms(audio) > 0.02 and np.max(np.abs(audio)) <= 1.0
     assert 0.15 < len(word) / 16000 < 1.0
     assert 1.5 < len(sentence) / 16000 < 6.0
     assert len(slow) > 1.3 * len(sentence)
@@ -170,30 +172,30 @@ def test_unknown_voice_errors(ss):
         ss.synthesize("hello", rate_wpm=10)
 
 
-def test_noise_and_mixing(ss):
+def test_noise_and_mixing():
     n = 16000
-    for kind in ss.NOISE_KINDS:
-        a = ss.ambient_noise(n, np.random.default_rng(3), kind)
-        b = ss.ambient_noise(n, np.random.default_rng(3), kind)
+    for kind in dsp.NOISE_KINDS:
+        a = dsp.ambient_noise(n, np.random.default_rng(3), kind)
+        b = dsp.ambient_noise(n, np.random.default_rng(3), kind)
         assert len(a) == n and np.array_equal(a, b)
-        assert abs(ss.rms(a) - 1.0) < 1e-3
+        assert abs(dsp.rms(a) - 1.0) < 1e-3
     # pink/brown noise put more power in low frequencies than white noise
     low = [np.sum(np.abs(np.fft.rfft(f(n, np.random.default_rng(0))))[:200] ** 2)
-           for f in (ss.white_noise, ss.pink_noise, ss.brown_noise)]
+           for f in (dsp.white_noise, dsp.pink_noise, dsp.brown_noise)]
     assert low[0] < low[1] < low[2]
 
     rng = np.random.default_rng(1)
     speech = np.sin(2 * np.pi * 440 * np.arange(n) / 16000).astype(np.float32)
-    noise = ss.pink_noise(3 * n, rng)
-    mixed = ss.mix_at_snr(speech, noise, 10.0, np.random.default_rng(2))
+    noise = dsp.pink_noise(3 * n, rng)
+    mixed = dsp.mix_at_snr(speech, noise, 10.0, np.random.default_rng(2))
     residual = mixed - speech
-    snr = 10 * np.log10(ss.rms(speech) ** 2 / ss.rms(residual) ** 2)
+    snr = 10 * np.log10(dsp.rms(speech) ** 2 / dsp.rms(residual) ** 2)
     assert len(mixed) == n and abs(snr - 10.0) < 1e-3
 
 
-def test_resample_keeps_frequency(ss):
+def test_resample_keeps_frequency():
     tone = np.sin(2 * np.pi * 1000 * np.arange(22050) / 22050).astype(np.float32)
-    out = ss.resample(tone, 22050, 16000)
+    out = dsp.resample(tone, 22050, 16000)
     assert len(out) == 16000
     spectrum = np.abs(np.fft.rfft(out[2000:14000] * np.hanning(12000)))
     assert abs(np.argmax(spectrum) * 16000 / 12000 - 1000) < 2

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mae_ast_plugin.corpora import dsp
 from mae_ast_plugin.corpora import speech_synth as ss
 from mae_ast_plugin.data.prep_utils import Clip, atomic_write_text, write_split
 
@@ -69,7 +70,7 @@ def write_wav_atomic(path, pcm, sample_rate):
 
 def write_pcm(audio, out_root, spec):
     """Write float audio in [-1, 1] as ``out_root/spec['path']``; returns (path, num_samples)."""
-    pcm = ss.to_pcm16(audio)
+    pcm = dsp.to_pcm16(audio)
     write_wav_atomic(Path(out_root) / spec["path"], pcm, SAMPLE_RATE)
     return spec["path"], len(pcm)
 
@@ -172,6 +173,30 @@ def available_variants(wanted):
         raise SystemExit(f"espeak-ng is not available: {ss.INSTALL_HINT}")
     available = set(ss.list_variants())
     return [v for v in wanted if v is None or v in available]
+
+
+def build_corpus(args, what, wanted_variants, format_version, sizes, manifest_paths, summary, make):
+    """The frame of every corpus build; returns the ``corpus.json`` record.
+
+    Finds the espeak-ng voice variants of ``wanted_variants`` and the parameters; when an
+    identical build is on disk (``manifest_paths(manifest_dir)`` lists its files) and
+    ``args.force`` is not set, prints ``summary(record)`` and stops there.  Otherwise
+    ``make(variants, out_root, manifest_dir) -> (record, removed)`` plans, renders and writes
+    the corpus (``removed``: stale wavs deleted), and the record, with the parameters, is written
+    last.  ``what`` names the corpus in messages."""
+    variants, out_root, manifest_dir, params, record = start(
+        args, wanted_variants, format_version, sizes, manifest_paths
+    )
+    if record:
+        print(f"{what} already built with the same parameters ({manifest_dir / 'corpus.json'}); "
+              "use --force to rebuild")
+        print(summary(record))
+        return record
+    started = time.time()
+    made, removed = make(variants, out_root, manifest_dir)
+    record = {"params": params, "manifest_dir": str(manifest_dir), **made}
+    finish(manifest_dir, record, summary(record), removed, started)
+    return record
 
 
 def start(args, wanted_variants, format_version, sizes, manifest_paths):

@@ -33,18 +33,16 @@ Examples (from the repository root)::
 
 import os
 import sys
-import time
 
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.corpora.build import (
     SAMPLE_RATE,
     SPLITS_LABELLED,
+    build_corpus,
     clip_rng,
-    finish,
     remove_stale_audio,
     render_all,
     seconds_of,
-    start,
     write_manifest,
 )
 from mae_ast_plugin.corpora.speech_clips import (
@@ -198,18 +196,12 @@ def build(args):
     """Build (or find up to date) the corpus of ``args`` (``get_parser()``'s options); returns
     the ``corpus.json`` record."""
     _check_args(args)
-    variants, out_root, manifest_dir, params, record = start(
-        args, VARIANTS, FORMAT_VERSION, SIZE_OPTIONS, _manifest_files
-    )
-    if record:
-        print(
-            "corpus already built with the same parameters "
-            f"({manifest_dir / 'corpus.json'}); use --force to rebuild"
-        )
-        print(_format_summary(record))
-        return record
+    return build_corpus(args, "corpus", VARIANTS, FORMAT_VERSION, SIZE_OPTIONS, _manifest_files,
+                        _format_summary, lambda *where: _make(args, *where))
 
-    started = time.time()
+
+def _make(args, variants, out_root, manifest_dir):
+    """Plan, render and write the demo corpus; returns its record and the stale wavs removed."""
     pretrain = plan_pretrain(args, variants)
     keyword = plan_keyword(args, "keyword", identity_picker(args.seed, variants))
     speakers, speaker = plan_speakers(args, variants)
@@ -231,8 +223,6 @@ def build(args):
 
     record = {
         "generator": "mae-ast-make-demo-corpus",
-        "params": params,
-        "manifest_dir": str(manifest_dir),
         "counts": {
             "pretrain": {s: len(c) for s, c in pretrain.items()},
             "keyword": dict(
@@ -252,8 +242,7 @@ def build(args):
         "total_clips": len(all_specs),
         "total_duration_s": round(sum(frames.values()) / SAMPLE_RATE, 2),
     }
-    finish(manifest_dir, record, _format_summary(record), removed, started)
-    return record
+    return record, removed
 
 
 def main(argv=None):

@@ -6,7 +6,7 @@ one split (:data:`BAND_SPLITS`), so test clips sit in bands no training clip use
 
 import numpy as np
 
-from mae_ast_plugin.corpora import speech_synth as ss
+from mae_ast_plugin.corpora import dsp
 from mae_ast_plugin.corpora.build import (
     SAMPLE_RATE,
     SPLITS_LABELLED,
@@ -131,7 +131,7 @@ def synth_event(params, seconds):
             i, length = int(onset * SAMPLE_RATE), int(rng.uniform(0.02, 0.1) * SAMPLE_RATE)
             envelope[i : i + length] = np.hanning(length)[: n - i]
             onset += rng.exponential(1.0 / rate)
-        x = envelope * ss.band_noise(n, rng, f / np.sqrt(2), f * np.sqrt(2), SAMPLE_RATE)
+        x = envelope * dsp.band_noise(n, rng, f / np.sqrt(2), f * np.sqrt(2), SAMPLE_RATE)
     elif name == "noise_sweep":
         # 40 random-phase partials spread over 1/3 octave around a gliding centre
         centre = f * 2.0 ** (params["direction"] * params["octaves"] * (t / seconds - 0.5))
@@ -155,7 +155,7 @@ def sound_clip(path, rng, args, events, length_s, **extra):
         "kind": "sound",
         "length_s": length_s,
         "events": events,
-        "noise": str(rng.choice(ss.NOISE_KINDS)),
+        "noise": str(rng.choice(dsp.NOISE_KINDS)),
         "snr_db": draw_snr(rng, args),
         "render_seed": int(rng.integers(0, 2**31)),
         **extra,
@@ -193,10 +193,10 @@ def render_sound(spec, out_root):
         end = min(n, start + len(event))
         signal[start:end] += gain * event[: end - start]
     events_only = signal.astype(np.float32)
-    noise = ss.ambient_noise(n, rng, spec["noise"], SAMPLE_RATE)
+    noise = dsp.ambient_noise(n, rng, spec["noise"], SAMPLE_RATE)
     # SNR measured over the sounding part, as the demo measures speech without its padding
     sounding = events_only[np.abs(events_only) > 0] if np.any(events_only) else events_only
-    audio = ss.mix_at_snr(events_only, noise, spec["snr_db"], reference=sounding)
+    audio = dsp.mix_at_snr(events_only, noise, spec["snr_db"], reference=sounding)
     audio = audio * np.float32(rng.uniform(0.3, 0.9) / max(float(np.max(np.abs(audio))), 1e-9))
     return write_pcm(audio, out_root, spec)
 

@@ -9,6 +9,7 @@ where a spec holds everything :func:`render_speech` needs, seeds included.
 
 import numpy as np
 
+from mae_ast_plugin.corpora import dsp
 from mae_ast_plugin.corpora import speech_synth as ss
 from mae_ast_plugin.corpora.build import (
     SAMPLE_RATE,
@@ -135,7 +136,7 @@ def speech_clip(rel, text, voice, variant, rate, pitch, pitch_range, rng, args, 
         "rate_wpm": int(rate),
         "pitch": int(pitch),
         "pitch_range": int(pitch_range),
-        "noise": str(rng.choice(ss.NOISE_KINDS)),
+        "noise": str(rng.choice(dsp.NOISE_KINDS)),
         "snr_db": draw_snr(rng, args) if text is not None else None,
         "layout": layout,
         "render_seed": int(rng.integers(0, 2**31)),
@@ -297,7 +298,7 @@ def render_speech(spec, out_root):
     rng = np.random.default_rng(spec["render_seed"])
     if spec["text"] is None:  # _silence_: noise only
         length = int(round(spec["layout"]["fixed_s"] * SAMPLE_RATE))
-        noise = ss.ambient_noise(length, rng, spec["noise"], SAMPLE_RATE)
+        noise = dsp.ambient_noise(length, rng, spec["noise"], SAMPLE_RATE)
         audio = noise * np.float32(10 ** (spec["silence_dbfs"] / 20))
     else:
         speech = ss.synthesize(
@@ -307,8 +308,8 @@ def render_speech(spec, out_root):
             seed=spec["render_seed"],
         )
         canvas, visible = _place(speech, spec["layout"], rng)
-        noise = ss.ambient_noise(len(canvas), rng, spec["noise"], SAMPLE_RATE)
-        audio = ss.mix_at_snr(canvas, noise, spec["snr_db"], reference=visible)
+        noise = dsp.ambient_noise(len(canvas), rng, spec["noise"], SAMPLE_RATE)
+        audio = dsp.mix_at_snr(canvas, noise, spec["snr_db"], reference=visible)
         # vary loudness between clips and stay clear of clipping
         peak = float(np.max(np.abs(audio)))
         if peak > 0:

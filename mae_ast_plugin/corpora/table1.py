@@ -48,12 +48,11 @@ import time
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.corpora.build import (
     SPLITS_LABELLED,
+    build_corpus,
     clip_rng,
-    finish,
     remove_stale_audio,
     render_all,
     seconds_of,
-    start,
     write_manifest,
 )
 from mae_ast_plugin.corpora.sound_events import (
@@ -273,14 +272,12 @@ def build(args):
     """Build (or find up to date) the benchmark of ``args`` (``get_parser()``'s options); returns
     the ``corpus.json`` record."""
     resolve_sizes(args)
-    variants, out_root, manifest_dir, params, record = start(
-        args, VARIANTS, FORMAT_VERSION, SIZE_OPTIONS, _manifest_paths
-    )
-    if record:
-        print(f"benchmark already built with these parameters ({manifest_dir / 'corpus.json'})")
-        print(format_summary(record))
-        return record
+    return build_corpus(args, "benchmark", VARIANTS, FORMAT_VERSION, SIZE_OPTIONS,
+                        _manifest_paths, format_summary, lambda *where: _make(args, *where))
 
+
+def _make(args, variants, out_root, manifest_dir):
+    """Plan, render and write the benchmark; returns its record and the stale wavs removed."""
     started = time.time()
     variants_of_split = split_variants(args.seed, variants)
     speakers, speaker = plan_speakers(args, variants_of_split["train"])
@@ -314,8 +311,6 @@ def build(args):
 
     record = {
         "generator": "mae-ast-make-table1-corpus",
-        "params": params,
-        "manifest_dir": str(manifest_dir),
         "variants": {s: [str(v) for v in vs] for s, vs in variants_of_split.items()},
         "counts": {
             part: dict(
@@ -332,8 +327,7 @@ def build(args):
         "build_seconds": round(time.time() - started, 1),
         "built": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
-    finish(manifest_dir, record, format_summary(record), removed, started)
-    return record
+    return record, removed
 
 
 def main(argv=None):

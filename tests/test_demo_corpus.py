@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mae_ast_plugin.corpora import dsp
+from mae_ast_plugin.corpora import dsp, speech_synth
 
 sf = pytest.importorskip("soundfile")
 
@@ -195,7 +195,7 @@ def test_noise_and_mixing():
 
 def test_resample_keeps_frequency():
     tone = np.sin(2 * np.pi * 1000 * np.arange(22050) / 22050).astype(np.float32)
-    out = dsp.resample(tone, 22050, 16000)
+    out = speech_synth.resample(tone, 22050, 16000)
     assert len(out) == 16000
     spectrum = np.abs(np.fft.rfft(out[2000:14000] * np.hanning(12000)))
     assert abs(np.argmax(spectrum) * 16000 / 12000 - 1000) < 2

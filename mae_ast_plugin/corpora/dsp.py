@@ -1,77 +1,12 @@
-"""Signal helpers of the synthetic corpora (numpy only, deterministic): band-limited resampling,
-silence trimming, coloured and ambient noise, mixing at a signal-to-noise ratio, 16-bit PCM.
+"""Signal helpers of the synthetic corpora (numpy only, deterministic): coloured and ambient
+noise, mixing at a signal-to-noise ratio, 16-bit PCM.
 
 Noise functions take an explicit ``numpy.random.Generator`` and never touch a global RNG.
 """
 
-import functools
 import math
 
 import numpy as np
-
-
-@functools.lru_cache(maxsize=8)
-def _resample_kernel(orig: int, new: int, zero_crossings: int, beta: float):
-    """Polyphase windowed-sinc filter bank, shape (new, orig + 2 * half_taps).
-
-    Row p computes output sample k*new + p from input samples starting at
-    k*orig (after left padding by half_taps - 1).
-    """
-    cutoff = 0.5 * min(1.0, new / orig) * 0.97  # cycles per input sample, below Nyquist
-    half_width = zero_crossings / (2.0 * cutoff)  # filter half-length in input samples
-    half_taps = int(math.ceil(half_width)) + 1
-    taps = np.arange(-(half_taps - 1), half_taps + 1)  # offsets around floor(t)
-    kernel = np.zeros((new, orig + 2 * half_taps), dtype=np.float64)
-    for p in range(new):
-        t = p * orig / new  # input-time of output sample p
-        base = int(math.floor(t))
-        delta = (t - base) - taps  # distance from each tap to t
-        window = np.where(
-            np.abs(delta) < half_width,
-            np.i0(beta * np.sqrt(np.clip(1.0 - (delta / half_width) ** 2, 0.0, 1.0)))
-            / np.i0(beta),
-            0.0,
-        )
-        kernel[p, base : base + len(taps)] = 2 * cutoff * np.sinc(2 * cutoff * delta) * window
-    return kernel, half_taps
-
-
-def resample(audio: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
-    """Band-limited resampling (Kaiser-windowed sinc, polyphase). Deterministic.
-
-    Output length is ceil(len(audio) * new_sr / orig_sr).
-    """
-    audio = np.asarray(audio, dtype=np.float32)
-    if orig_sr == new_sr or len(audio) == 0:
-        return audio.copy()
-    g = math.gcd(int(orig_sr), int(new_sr))
-    orig, new = orig_sr // g, new_sr // g
-    kernel, half_taps = _resample_kernel(orig, new, 16, 8.0)
-    n_out = -(-len(audio) * new // orig)
-    n_blocks = -(-n_out // new)
-    width = kernel.shape[1]
-    padded = np.zeros((n_blocks - 1) * orig + width, dtype=np.float64)
-    padded[half_taps - 1 : half_taps - 1 + len(audio)] = audio
-    # Block k sees padded[k*orig : k*orig + width]; one matmul does all phases.
-    frames = np.lib.stride_tricks.sliding_window_view(padded, width)[::orig]
-    out = (frames @ kernel.T).reshape(-1)[:n_out]
-    return out.astype(np.float32)
-
-
-def trim_silence(
-    audio: np.ndarray, sample_rate: int, threshold_db: float = -40.0, margin_s: float = 0.02
-) -> np.ndarray:
-    """Drop leading/trailing samples quieter than ``threshold_db`` below the peak."""
-    if len(audio) == 0:
-        return audio
-    peak = float(np.max(np.abs(audio)))
-    if peak == 0.0:
-        return audio[:0]
-    loud = np.flatnonzero(np.abs(audio) > peak * 10 ** (threshold_db / 20))
-    margin = int(margin_s * sample_rate)
-    start = max(0, loud[0] - margin)
-    end = min(len(audio), loud[-1] + 1 + margin)
-    return audio[start:end]
 
 
 def fit_length(

@@ -11,16 +11,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fairseq.dataclass import FairseqDataclass
-
 
 class AudioError(ValueError):
     """A clip that cannot be turned into features (unreadable, empty, non-finite, too short)."""
 
 
 @dataclass
-class FbankConfig(FairseqDataclass):
-    """Kaldi log-mel filterbank settings; the defaults are the paper's (and the authors' code)."""
+class FbankConfig:
+    """Kaldi log-mel filterbank settings; the defaults are the paper's (and the authors' code).
+
+    A plain dataclass, so features compute without fairseq; ``tasks.audio_task`` extends it
+    into the fairseq config node ``task.features``."""
 
     sample_rate: int = field(
         default=16000, metadata={"help": "audio is resampled to this rate before the filterbank"}

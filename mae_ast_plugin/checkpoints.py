@@ -39,12 +39,15 @@ def load_torch_file(path: str) -> dict:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()
+        # torch's message leads with advice to retry unsafely; keep only what was refused
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        refused = [line for line in lines if "GLOBAL" in line or "global" in line]
+        reason = (refused or lines or [type(err).__name__])[0]
         raise UnsafeCheckpointError(
-            f"refusing to load {path}: it is not plain tensor data, and unpickling it could run "
-            f"code ({reason[0] if reason else err}; torch.load weights_only=True).  Use a "
-            "checkpoint written by fairseq or by mae-ast-export, or re-save one you trust as "
-            "a folder: mae-ast-export CHECKPOINT OUT_DIR --format safetensors"
+            f"refusing to load {path}: it holds more than tensors and plain containers, and "
+            f"unpickling it could run code ({reason}).  Checkpoints are read with torch.load("
+            "weights_only=True); use one written by fairseq-hydra-train or mae-ast-export, or "
+            "a folder from mae-ast-export --format safetensors"
         ) from None
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a checkpoint dict")

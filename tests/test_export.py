@@ -146,7 +146,7 @@ def test_authors_format_loads_in_s3prl_with_the_same_hidden_states(name, checkpo
         assert len(theirs) == len(ours.hidden_states) == encoder.num_layers
         for i in range(len(waves)):
             real = (~ours.padding_mask[i]).sum().item() // mel_blocks
-            for theirs_layer, ours_layer in zip(theirs, ours.hidden_states):
+            for theirs_layer, ours_layer in zip(theirs, ours.hidden_states, strict=True):
                 expected = comparable(ours_layer[i : i + 1], mel_blocks, real)
                 assert torch.allclose(theirs_layer[i : i + 1, :real], expected, atol=1e-4)
         # one clip at a time, any length
@@ -154,7 +154,7 @@ def test_authors_format_loads_in_s3prl_with_the_same_hidden_states(name, checkpo
             wave = clip(samples, seed + 10)
             theirs = upstream([wave])["hidden_states"]
             ours = encoder.extract_features([wave], 16000).hidden_states
-            for theirs_layer, ours_layer in zip(theirs, ours):
+            for theirs_layer, ours_layer in zip(theirs, ours, strict=True):
                 expected = comparable(ours_layer, mel_blocks, theirs_layer.shape[1])
                 assert theirs_layer.shape == expected.shape
                 assert torch.allclose(theirs_layer, expected, atol=1e-4)
@@ -171,7 +171,8 @@ def test_authors_format_refuses_what_it_cannot_express(classifier_checkpoint, tm
     from mae_ast_plugin.models.mae_ast import MaeAstConfig
 
     def cfg(**changes):
-        return OmegaConf.create({**dataclasses.asdict(MaeAstConfig()), "_name": "mae_ast", **changes})
+        fields = dataclasses.asdict(MaeAstConfig())
+        return OmegaConf.create({**fields, "_name": "mae_ast", **changes})
 
     fbank = FbankConfig()
     model, task = authors_cfg(cfg(), fbank, "/data", 48000)

@@ -49,13 +49,11 @@ def clip(samples: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(wave.astype(np.float32))
 
 
-@pytest.fixture(scope="module")
-def frame_checkpoint(tmp_path_factory):
-    """The tiny MAE-AST frame model (config/pretrain/mae_ast_frame.yaml), 3 updates."""
-    root = tmp_path_factory.mktemp("frame_pretrain")
+def tiny_pretraining(root: Path, config_name: str) -> Path:
+    """A tiny model pretrained 3 updates with config/pretrain/CONFIG_NAME.yaml."""
     corpus = write_corpus(root / "corpus", {"train": 8, "valid": 2}, min_s=0.5, max_s=1.5)
     hydra_train(
-        "mae_ast_frame",
+        config_name,
         [
             f"task.data={corpus}",
             f"hydra.run.dir={root / 'run'}",
@@ -71,13 +69,27 @@ def frame_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def checkpoints(base, frame_checkpoint):  # noqa: F811
+def checkpoints(base, tmp_path_factory):  # noqa: F811
+    made = {}
+
+    def ours(config_name):
+        if config_name not in made:
+            made[config_name] = tiny_pretraining(tmp_path_factory.mktemp(config_name), config_name)
+        return made[config_name]
+
     return {
         "ours_patch": pretrained_checkpoint(base),
-        "ours_frame": frame_checkpoint,
+        "ours_frame": lambda: ours("mae_ast_frame"),
+        "ours_ssast": lambda: ours("ssast_patch"),
         "authors_patch": FIXTURES / "authors_patch_checkpoint.pt",
         "authors_frame": FIXTURES / "authors_frame_checkpoint.pt",
     }
+
+
+def checkpoint(checkpoints, name) -> Path:
+    """The checkpoint ``name``; the frame and SSAST models are trained on first use."""
+    made = checkpoints[name]
+    return made() if callable(made) else made
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +127,7 @@ def comparable(ours: torch.Tensor, mel_blocks: int, rows: int) -> torch.Tensor:
 def test_authors_format_loads_in_s3prl_with_the_same_hidden_states(name, checkpoints, tmp_path):
     from s3prl.upstream.mae_ast.expert import UpstreamExpert
 
-    original = checkpoints[name]
+    original = checkpoint(checkpoints, name)
     out = tmp_path / "exported.pt"
     proc = export(original, out, "--format", "authors", "--max-token-length", "2000")
     assert proc.returncode == 0, proc.stderr
@@ -165,7 +177,7 @@ def test_authors_format_loads_in_s3prl_with_the_same_hidden_states(name, checkpo
     assert torch.allclose(again, first, atol=1e-5)
 
 
-def test_authors_format_refuses_what_it_cannot_express(classifier_checkpoint, tmp_path):
+def test_authors_format_refuses_options_it_lacks(classifier_checkpoint, checkpoints, tmp_path):
     from omegaconf import OmegaConf
 
     from mae_ast_plugin.models.mae_ast import MaeAstConfig
@@ -192,6 +204,8 @@ def test_authors_format_refuses_what_it_cannot_express(classifier_checkpoint, tm
     proc = export(classifier_checkpoint, tmp_path / "x.pt", "--format", "authors")
     assert proc.returncode == 2
     assert "model._name=mae_ast_classifier is a fine-tuned classifier" in proc.stderr
+    proc = export(checkpoint(checkpoints, "ours_ssast"), tmp_path / "x.pt", "--format", "authors")
+    assert proc.returncode == 2 and "model._name=ssast is the SSAST baseline" in proc.stderr
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -257,15 +271,18 @@ def check_same_features(original, folder, tmp_path, wav=""):
     return exported, stdout
 
 
-@pytest.mark.parametrize("name", ["ours_patch", "ours_frame", "authors_patch", "authors_frame"])
+@pytest.mark.parametrize(
+    "name", ["ours_patch", "ours_frame", "ours_ssast", "authors_patch", "authors_frame"]
+)
 def test_safetensors_folder_gives_the_same_features_without_fairseq(name, checkpoints, tmp_path):
-    original = checkpoints[name]
+    original = checkpoint(checkpoints, name)
     folder = tmp_path / "model"
     proc = export(original, folder, "--format", "safetensors")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((folder / "config.json").read_text())
-    assert config["model_type"] == "mae_ast" and config["classifier"] is None
+    assert config["model_type"] == ("ssast" if name == "ours_ssast" else "mae_ast")
+    assert config["classifier"] is None
     assert config["features"] == dataclasses.asdict(FbankConfig())
     assert config["provenance"]["source_checkpoint"] == str(Path(original).resolve())
     assert config["provenance"]["num_updates"] == 3
@@ -307,7 +324,8 @@ def test_folder_with_unknown_encoder_field_is_refused(checkpoints, tmp_path):
     from mae_ast_plugin.pretrained import FolderFormatError
 
     folder = tmp_path / "model"
-    assert export(checkpoints["authors_frame"], folder, "--format", "safetensors").returncode == 0
+    exported = export(checkpoint(checkpoints, "authors_frame"), folder, "--format", "safetensors")
+    assert exported.returncode == 0
     config = json.loads((folder / "config.json").read_text())
     config["encoder"]["rotary_positions"] = True
     (folder / "config.json").write_text(json.dumps(config))

@@ -48,6 +48,7 @@ class FbankAudioDataset(FairseqDataset):
         shuffle: bool = True,
         fbank_cache: Optional[FbankCache] = None,
         sample_rates: Optional[np.ndarray] = None,
+        waveforms: bool = False,
     ):
         super().__init__()
         self.manifest = manifest
@@ -59,6 +60,13 @@ class FbankAudioDataset(FairseqDataset):
         self.seed = seed
         self.shuffle = shuffle
         self.fbank_cache = fbank_cache
+        # Filterbanks on the model's device: the loader only reads, mixes down, resamples and
+        # crops; the task computes the batch's fbank (features.batched_fbank).  A cache is
+        # read as features, as before.
+        self.waveforms = waveforms and fbank_cache is None
+        # Static shapes (task.static_shapes): pad every batch to the crop and to this many clips.
+        self.pad_to_crop = False
+        self.pad_to_clips = 0
         self.epoch = 1
         self.sizes = np.minimum(self._resampled_sizes(sample_rates), self.max_samples)
 
@@ -112,9 +120,13 @@ class FbankAudioDataset(FairseqDataset):
         if self.fbank_cache is not None:
             first = start // shift_samples(self.features)
             return torch.from_numpy(np.array(whole_fbank[first : first + frames], dtype=np.float32))
+        if self.waveforms:
+            return waveform[start : start + self.max_samples].contiguous()
         return compute_fbank(waveform[start : start + self.max_samples], self.features)
 
     def __getitem__(self, index):
+        """``{"id", "source"}``: the (frames, mel) fbank, or with ``waveforms`` the cropped
+        waveform (samples,) at ``features.sample_rate``; ``source`` None for a skipped clip."""
         try:
             return {"id": index, "source": self.load_features(index)}
         except AudioError as err:
@@ -131,10 +143,26 @@ class FbankAudioDataset(FairseqDataset):
         num_skipped = len(samples) - len(valid)
         if not valid:
             return {}
-        source, padding_mask = pad_features([s["source"] for s in valid], self.features.num_mel_bins)
+        sources = [s["source"] for s in valid]
+        if len(sources) > self.pad_to_clips > 0:
+            raise ValueError(
+                f"a batch of {len(sources)} clips exceeds the static batch of {self.pad_to_clips} "
+                "(task.static_shapes batches by dataset.batch_size)"
+            )
+        if self.waveforms:
+            waveform, padding = pad_features(
+                sources, 0, self.max_samples if self.pad_to_crop else 0, self.pad_to_clips
+            )
+            net_input = {"waveform": waveform, "waveform_lengths": (~padding).sum(1)}
+        else:
+            frames = num_frames(self.max_samples, self.features) if self.pad_to_crop else 0
+            source, padding_mask = pad_features(
+                sources, self.features.num_mel_bins, frames, self.pad_to_clips
+            )
+            net_input = {"source": source, "padding_mask": padding_mask}
         return {
             "id": torch.tensor([s["id"] for s in valid], dtype=torch.long),
-            "net_input": {"source": source, "padding_mask": padding_mask},
+            "net_input": net_input,
             "num_skipped": num_skipped,
         }
 

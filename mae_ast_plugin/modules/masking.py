@@ -103,6 +103,7 @@ def _block_priority(lengths, time_steps, freq_blocks, heights, widths, min_area,
     return priority[:, :total]
 
 
+@torch.compiler.disable  # eager under torch.compile: the same masks as an eager run
 def sample_mask(
     token_padding: Optional[torch.Tensor],
     batch_size: int,

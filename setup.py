@@ -27,11 +27,13 @@ setup(
         "tensorboardX==2.6.5",  # fairseq's tensorboard logging
         "matplotlib==3.11.2",  # reconstruction and loss plots
         "espeakng-loader==0.2.4",  # bundled espeak-ng: the demo corpus needs no system package
+        "safetensors==0.8.0",  # exported model folders (mae-ast-export --format safetensors)
     ],
     # Every command is a package module's main(argv=None), as fairseq_cli's are.
     entry_points={
         "console_scripts": [
             "mae-ast-predict = mae_ast_plugin.tools.predict:main",
+            "mae-ast-export = mae_ast_plugin.export:main",
             "mae-ast-extract-features = mae_ast_plugin.tools.extract_features:main",
             "mae-ast-plot-reconstruction = mae_ast_plugin.tools.plot_reconstruction:main",
             "mae-ast-precompute-fbank = mae_ast_plugin.tools.precompute_fbank:main",

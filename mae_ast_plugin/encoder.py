@@ -95,7 +95,19 @@ class MaeAstEncoder:
 
 def load_encoder(path: str, device="cpu") -> MaeAstEncoder:
     """Load the encoder of a pretraining checkpoint (``mae_ast``/``ssast``, ours or the authors')
-    or of a fine-tuned classifier (its ``encoder_model``)."""
+    or of a fine-tuned classifier (its ``encoder_model``).
+
+    ``path`` is a fairseq ``.pt`` checkpoint (needs fairseq; read with ``torch.load(...,
+    weights_only=True)``, so a file that would run code is refused with
+    ``checkpoints.UnsafeCheckpointError``) or a folder written by ``mae-ast-export ... --format
+    safetensors`` (needs only torch and safetensors)."""
+    from .pretrained import is_model_folder, load_folder
+
+    if is_model_folder(path):
+        network, features, _config = load_folder(path)
+        model = getattr(network, "encoder_model", network)
+        return MaeAstEncoder(model, features, device=device)
+
     from fairseq import checkpoint_utils
 
     from .checkpoints import features_config, read_checkpoint

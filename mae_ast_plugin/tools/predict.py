@@ -8,11 +8,14 @@ Example::
 
 prints, for each file, the top-k classes with their probabilities (softmax for single-label
 models, independent sigmoids for multi-label ones).  The checkpoint carries its class list and
-filterbank settings, so no training data is needed.
+filterbank settings, so no training data is needed.  CHECKPOINT is a fairseq ``.pt`` (read with
+``torch.load(weights_only=True)``) or a folder from ``mae-ast-export ... --format safetensors``,
+which needs no fairseq.
 """
 
 import logging
 import sys
+from dataclasses import dataclass
 
 import torch
 
@@ -36,16 +39,64 @@ class NotAClassifierError(ValueError):
     pass
 
 
+@dataclass
+class ExportedClassList:
+    """The class list of an exported classifier folder (``ClassList``'s fields)."""
+
+    mids: list[str]
+    names: list[str]
+
+    def __len__(self):
+        return len(self.names)
+
+
+@dataclass
+class ExportedTaskConfig:
+    multi_label: bool
+    features: object  # FbankConfig
+
+
+class ExportedTask:
+    """What prediction reads of a fine-tuning task, from an exported folder's config.json."""
+
+    def __init__(self, config: dict, features):
+        head = config["classifier"]
+        self.classes = ExportedClassList(
+            mids=list(head["classes"]["mid"]), names=list(head["classes"]["display_name"])
+        )
+        self.cfg = ExportedTaskConfig(multi_label=bool(head["multi_label"]), features=features)
+        self._eval_crop_s = float(head["eval_crop_s"])
+
+    def crop_seconds(self, training: bool) -> float:
+        return self._eval_crop_s
+
+
+def load_exported_classifier(folder: str, device: str = "cpu"):
+    """(ClipClassifier in eval mode, ExportedTask) of a folder written by ``mae-ast-export
+    --format safetensors`` from a fine-tuned checkpoint; torch and safetensors only."""
+    from mae_ast_plugin.pretrained import load_folder
+
+    network, features, config = load_folder(folder, device=device)
+    if not config.get("classifier"):
+        raise NotAClassifierError(
+            f"{folder} holds a {config['model_type']} encoder without a classifier head "
+            "(exported from a pretraining checkpoint, it has no classes to predict)"
+        )
+    return network, ExportedTask(config, features)
+
+
 def load_classifier(checkpoint: str, data: str | None = None, device: str = "cpu"):
     """(model in eval mode on ``device``, task) of a fine-tuned checkpoint.  ``data`` replaces
     the training data directory (needed only to load evaluation splits)."""
     from fairseq import checkpoint_utils
 
+    from mae_ast_plugin.checkpoints import read_checkpoint
     from mae_ast_plugin.models.mae_ast_classifier import MaeAstClassifier
 
     overrides = {"task": {"data": data}} if data else None
+    state = read_checkpoint(str(checkpoint), arg_overrides=overrides)
     ensemble, _, task = checkpoint_utils.load_model_ensemble_and_task(
-        [str(checkpoint)], arg_overrides=overrides
+        [str(checkpoint)], state=state
     )
     model = ensemble[0]
     if not isinstance(model, MaeAstClassifier):
@@ -104,14 +155,28 @@ def predict_file(model, task, path: str, device: str = "cpu") -> torch.Tensor:
 
 def main(argv=None):
     parser = command_parser("mae-ast-predict", __doc__)
-    parser.add_argument("checkpoint", help="fine-tuned checkpoint (checkpoint_best.pt)")
+    parser.add_argument(
+        "checkpoint",
+        help="fine-tuned checkpoint (checkpoint_best.pt) or a folder exported from one by "
+        "mae-ast-export --format safetensors",
+    )
     parser.add_argument("files", nargs="+", help="audio files (any format soundfile reads)")
     parser.add_argument("--top-k", type=int, default=5, help="classes to print per file")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    model, task = load_classifier(args.checkpoint, device=args.device)
+    from mae_ast_plugin.checkpoints import UnsafeCheckpointError
+    from mae_ast_plugin.pretrained import is_model_folder
+
+    try:
+        if is_model_folder(args.checkpoint):
+            model, task = load_exported_classifier(args.checkpoint, device=args.device)
+        else:
+            model, task = load_classifier(args.checkpoint, device=args.device)
+    except (NotAClassifierError, UnsafeCheckpointError, FileNotFoundError) as err:
+        print(f"mae-ast-predict: error: {err}", file=sys.stderr)
+        return 2
     classes = task.classes
     failures = 0
     for path in args.files:

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, TINY_MODEL, hydra_train, write_corpus
-from finetune_helpers import (  # noqa: F401  (base: shared session fixture)
-    base,
+from finetune_helpers import (
     finetune,
     pretrained_checkpoint,
     recipe_data,
@@ -69,7 +68,7 @@ def tiny_pretraining(root: Path, config_name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(base, tmp_path_factory):  # noqa: F811
+def checkpoints(base, tmp_path_factory):
     made = {}
 
     def ours(config_name):
@@ -93,7 +92,7 @@ def checkpoint(checkpoints, name) -> Path:
 
 
 @pytest.fixture(scope="module")
-def classifier_checkpoint(base):  # noqa: F811
+def classifier_checkpoint(base):
     """A fine-tuned classifier with every head option on (layer weights, projector, LayerNorm)."""
     data = recipe_data(base, "speechcommands_v1")
     extra = ["model.layer_weighting=true", "model.projector_dim=8", "model.head_layer_norm=true"]
@@ -296,7 +295,7 @@ def test_safetensors_folder_gives_the_same_features_without_fairseq(name, checkp
     check_same_features(original, folder, tmp_path)
 
 
-def test_classifier_folder_predicts_without_fairseq(classifier_checkpoint, base, tmp_path):  # noqa: F811
+def test_classifier_folder_predicts_without_fairseq(classifier_checkpoint, base, tmp_path):
     from mae_ast_plugin.tools import predict
 
     folder = tmp_path / "ks1"

@@ -13,9 +13,10 @@ import torch
 from conftest import REPO, synth_clip
 from finetune_helpers import load_script
 
-from mae_ast_plugin import load_encoder, predict
+from mae_ast_plugin import load_encoder
 from mae_ast_plugin.checkpoints import UnsafeCheckpointError, read_checkpoint
 from mae_ast_plugin.features import FbankConfig
+from mae_ast_plugin.tools import predict
 
 FIXTURES = REPO / "tests" / "fixtures" / "authors-mae-ast"
 

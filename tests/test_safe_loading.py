@@ -15,6 +15,7 @@ from finetune_helpers import load_script
 
 from mae_ast_plugin import load_encoder
 from mae_ast_plugin.checkpoints import UnsafeCheckpointError, read_checkpoint
+from mae_ast_plugin.experiments import demo
 from mae_ast_plugin.features import FbankConfig
 from mae_ast_plugin.tools import predict
 
@@ -56,7 +57,7 @@ def test_every_loader_refuses_a_checkpoint_that_would_run_code(crafted, tmp_path
     refuses(lambda: predict.load_classifier(str(path)), path)
     refuses(lambda: load_script("evaluate").evaluate(path, str(tmp_path), out=tmp_path / "m.json"),
             path)
-    refuses(lambda: load_script("run_demo").encoder_overrides(path), path)
+    refuses(lambda: demo.encoder_overrides(path), path)
     config = MaeAstClassifierConfig(pretrained_checkpoint=str(path))  # fine-tuning's encoder
     refuses(lambda: MaeAstClassifier._build_encoder(config, FbankConfig()), path)
 

@@ -98,11 +98,77 @@ def compute_fbank(waveform: torch.Tensor, cfg: FbankConfig) -> torch.Tensor:
     )
 
 
-def pad_features(features, num_mel_bins: int):
-    """Stack (T_i, F) feature tensors into (B, T_max, F) with a True-at-padding mask (B, T_max)."""
+_MEL_BANKS = {}
+
+
+def _mel_banks(cfg: FbankConfig, padded_window: int, device, dtype) -> torch.Tensor:
+    """Kaldi's mel filters (torchaudio's ``get_mel_banks``, the fbank defaults: 20 Hz to
+    Nyquist, no VTLN) as (padded_window // 2 + 1, num_mel_bins), kept per device."""
+    import torchaudio.compliance.kaldi
+
+    key = (int(cfg.num_mel_bins), padded_window, float(cfg.sample_rate), str(device), dtype)
+    if key not in _MEL_BANKS:
+        banks, _ = torchaudio.compliance.kaldi.get_mel_banks(
+            int(cfg.num_mel_bins), padded_window, float(cfg.sample_rate), 20.0, 0.0, 100.0,
+            -500.0, 1.0,
+        )
+        banks = torch.nn.functional.pad(banks, (0, 1))  # the Nyquist bin has no filter weight
+        _MEL_BANKS[key] = banks.T.contiguous().to(device=device, dtype=dtype)
+    return _MEL_BANKS[key]
+
+
+def batched_fbank(waveforms: torch.Tensor, lengths: torch.Tensor, cfg: FbankConfig):
+    """Kaldi log-mel filterbanks of a padded batch of mono waveforms, in one computation on
+    their device: :func:`compute_fbank` of every clip within float32 rounding.
+
+    ``waveforms``: (B, N) float32 at ``cfg.sample_rate``, clip b in its first ``lengths[b]``
+    samples (the rest is ignored).  Returns ``fbank`` (B, T, num_mel_bins), T =
+    ``num_frames(N)``, zero at padded frames, and ``padding_mask`` (B, T), True at frames past a
+    clip's ``num_frames(lengths[b])`` (frames depend only on their own window, so padding
+    samples reach padded frames only).  The steps are ``torchaudio.compliance.kaldi.fbank``'s
+    with :func:`compute_fbank`'s options: snip_edges framing, DC removal per frame,
+    pre-emphasis 0.97, povey window, zero padding to a power of two, power spectrum, mel
+    filters, log floored at float32 epsilon.
+    """
+    if waveforms.dim() != 2:
+        raise ValueError(f"expected (batch, samples) waveforms, got shape {tuple(waveforms.shape)}")
+    window, shift = window_samples(cfg), shift_samples(cfg)
+    frames_total = num_frames(waveforms.shape[1], cfg)
+    device, dtype = waveforms.device, waveforms.dtype
+    if frames_total == 0:
+        raise AudioError(
+            f"a batch of {waveforms.shape[1]} samples is shorter than one "
+            f"{cfg.frame_length_ms} ms analysis window"
+        )
+    frames = waveforms.unfold(1, window, shift)  # (B, T, window), a view
+    frames = frames - frames.mean(dim=-1, keepdim=True)
+    previous = torch.cat((frames[..., :1], frames[..., :-1]), dim=-1)
+    frames = frames - 0.97 * previous
+    povey = torch.hann_window(window, periodic=False, device=device, dtype=dtype).pow(0.85)
+    padded_window = 1 << (window - 1).bit_length()
+    frames = torch.nn.functional.pad(frames * povey, (0, padded_window - window))
+    power = torch.fft.rfft(frames).abs().pow(2.0)
+    mel = torch.matmul(power, _mel_banks(cfg, padded_window, device, dtype))
+    epsilon = torch.tensor(torch.finfo(torch.float).eps, device=device, dtype=dtype)
+    fbank = torch.max(mel, epsilon).log()
+    clip_frames = torch.where(
+        lengths >= window, 1 + torch.div(lengths - window, shift, rounding_mode="floor"), 0
+    )
+    padding_mask = torch.arange(frames_total, device=device).unsqueeze(0) >= clip_frames.to(
+        device
+    ).unsqueeze(1)
+    return fbank.masked_fill(padding_mask.unsqueeze(-1), 0.0), padding_mask
+
+
+def pad_features(features, num_mel_bins: int, min_length: int = 0, num_rows: int = 0):
+    """Stack (T_i, F) feature tensors into (B, T_max, F) with a True-at-padding mask (B, T_max).
+
+    Static shapes: ``min_length`` pads to at least that many frames, ``num_rows`` adds rows of
+    pure padding (batch fillers) up to that many clips."""
     lengths = torch.tensor([f.shape[0] for f in features], dtype=torch.long)
-    longest = int(lengths.max()) if len(features) else 0
-    batch = features[0].new_zeros((len(features), longest, num_mel_bins))
+    lengths = torch.cat((lengths, lengths.new_zeros(max(0, num_rows - len(features)))))
+    longest = max(int(lengths.max()) if len(lengths) else 0, min_length)
+    batch = features[0].new_zeros((len(lengths), longest, *features[0].shape[1:]))
     for i, feat in enumerate(features):
         batch[i, : feat.shape[0]] = feat
     padding_mask = torch.arange(longest).unsqueeze(0) >= lengths.unsqueeze(1)

@@ -71,8 +71,10 @@ def test_padded_tokens_never_reach_the_encoder_as_visible():
     torch.manual_seed(5)
     out = model(batch, padding)
     valid_tokens = (200 // 16) * 8
-    assert out["masked_idx"][1].max() < valid_tokens
-    assert out["target"].shape[1] == num_masked_tokens(valid_tokens, 0.75)
+    real_slots = ~out["masked_padding"][1]
+    assert out["masked_idx"][1][real_slots].max() < valid_tokens
+    assert real_slots.sum() == num_masked_tokens(valid_tokens, 0.75)  # its own share
+    assert out["target"].shape[1] == num_masked_tokens(480 // 16 * 8, 0.75)
 
 
 def test_batchnorm_statistics_ignore_padding():

@@ -39,7 +39,7 @@ def test_forward_shapes_and_keys(tokens):
     padding = torch.zeros(3, 300, dtype=torch.bool)
     padding[2, 200:] = True
     out = model(source, padding)
-    assert set(out) == {"recon", "cls", "target", "masked_idx", "token_padding"}
+    assert set(out) == {"recon", "cls", "target", "masked_idx", "masked_padding", "token_padding"}
     token_dim = 256
     batch, masked = out["masked_idx"].shape
     assert batch == 3 and masked > 0
@@ -48,11 +48,13 @@ def test_forward_shapes_and_keys(tokens):
     num_tokens = out["token_padding"].shape[1]
     assert num_tokens == (300 // 16) * 8 if not tokens else 300 // 2
     # Padded tokens are never masked.
-    assert not out["token_padding"].gather(1, out["masked_idx"]).any()
+    assert not out["token_padding"].gather(1, out["masked_idx"])[~out["masked_padding"]].any()
     # The mae_ast criterion's loss works on the output and reaches the mask embedding.
     from mae_ast_plugin.criterions.mae_ast_criterion import masked_prediction_losses
 
-    mse, infonce, _ = masked_prediction_losses(out["recon"], out["cls"], out["target"])
+    mse, infonce, _ = masked_prediction_losses(
+        out["recon"], out["cls"], out["target"], out["masked_padding"]
+    )
     (10 * mse + infonce).sum().backward()
     assert model.encoder_mask_emb.grad is not None and model.encoder_mask_emb.grad.abs().sum() > 0
 

@@ -53,18 +53,24 @@ def test_sinusoidal_positions_values():
     assert math.isclose(table[p, 2 * i + 1].item(), math.cos(p / 10000 ** (2 * i / 8)), rel_tol=1e-5)
 
 
+def _slots(index, padding, b):
+    return index[b] if padding is None else index[b][~padding[b]]
+
+
 def _check_partition(mask, padding, num_tokens):
     batch = mask.masked_idx.shape[0]
     for b in range(batch):
         valid = set(range(num_tokens)) if padding is None else set((~padding[b]).nonzero().flatten().tolist())
-        masked = set(mask.masked_idx[b].tolist())
-        visible_slots = mask.visible_idx[b]
-        if mask.visible_padding is not None:
-            visible_slots = visible_slots[~mask.visible_padding[b]]
+        masked_slots = _slots(mask.masked_idx, mask.masked_padding, b)
+        masked = set(masked_slots.tolist())
+        visible_slots = _slots(mask.visible_idx, mask.visible_padding, b)
         visible = set(visible_slots.tolist())
-        assert len(masked) == mask.masked_idx.shape[1]  # no duplicates
+        assert len(masked) == len(masked_slots)  # no duplicates
+        assert len(visible) == len(visible_slots)
         assert not masked & visible
         assert masked | visible == valid  # padding is neither masked nor visible
+        # each clip masks its own share of its own tokens
+        assert masked_slots.tolist() == sorted(masked_slots.tolist())
 
 
 @pytest.mark.parametrize("mask_type", ["random", "chunk", "span"])
@@ -119,18 +125,43 @@ def test_chunk_blocks_are_squares_of_side_3_to_5():
     assert seen_full_square == {3, 4, 5}
 
 
-def test_padding_never_masked_or_visible_and_counts_are_equal():
+@pytest.mark.parametrize("mask_type", ["random", "chunk", "span"])
+@pytest.mark.parametrize("fixed_counts", [False, True])
+def test_every_clip_masks_its_own_share_of_its_own_tokens(mask_type, fixed_counts):
+    """Issue 10.2: clips of 40, 25 and 12 time steps in one batch each mask 75% of their own
+    tokens (the old rule gave every clip the shortest clip's count: 72 of 320 tokens)."""
     torch.manual_seed(2)
     num_tokens = 40 * 8
     padding = torch.zeros(3, num_tokens, dtype=torch.bool)
     padding[1, 25 * 8 :] = True
     padding[2, 12 * 8 :] = True
-    for mask_type in ("random", "chunk", "span"):
-        mask = sample_mask(padding, 3, num_tokens, 8, mask_type, 0.75)
-        shortest = 12 * 8
-        assert mask.masked_idx.shape[1] == num_masked_tokens(shortest, 0.75)
-        assert mask.visible_padding is not None
-        _check_partition(mask, padding, num_tokens)
+    mask = sample_mask(padding, 3, num_tokens, 8, mask_type, 0.75, fixed_counts=fixed_counts)
+    assert mask.visible_padding is not None and mask.masked_padding is not None
+    longest = num_masked_tokens(num_tokens, 0.75)
+    assert mask.masked_idx.shape == (3, longest)
+    assert mask.visible_idx.shape == (3, num_tokens - longest)
+    for b, steps in enumerate((40, 25, 12)):
+        tokens = steps * 8
+        masked = _slots(mask.masked_idx, mask.masked_padding, b)
+        assert len(masked) == num_masked_tokens(tokens, 0.75)
+        assert abs(len(masked) - 0.75 * tokens) <= 1
+        # visible padding slots point at the clip's padded tokens (harmless scatter targets)
+        unused = mask.visible_idx[b][mask.visible_padding[b]]
+        assert padding[b, unused].all()
+    _check_partition(mask, padding, num_tokens)
+
+
+def test_fixed_counts_give_shapes_of_a_full_clip_and_empty_fillers_mask_nothing():
+    num_tokens = 30 * 8
+    padding = torch.zeros(2, num_tokens, dtype=torch.bool)
+    padding[1] = True  # a static-shape batch filler: no real token
+    mask = sample_mask(padding, 2, num_tokens, 8, "chunk", 0.75, fixed_counts=True)
+    full = num_masked_tokens(num_tokens, 0.75)
+    assert mask.masked_idx.shape == (2, full)
+    assert not mask.masked_padding[0].any() and mask.masked_padding[1].all()
+    assert mask.visible_padding[1].all()
+    without = sample_mask(None, 2, num_tokens, 8, "chunk", 0.75, fixed_counts=True)
+    assert without.masked_padding is not None and not without.masked_padding.any()
 
 
 def test_mask_lives_on_the_input_device_and_rejects_bad_ratio():

@@ -5,6 +5,7 @@ workers and accumulation steps: ``loss``, ``loss_recon``, ``loss_infonce``, ``in
 """
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -20,21 +21,47 @@ class MaeAstCriterionConfig(FairseqDataclass):
     classification_weight: float = field(default=1.0, metadata={"help": "weight of the InfoNCE term"})
 
 
-def masked_prediction_losses(recon: torch.Tensor, cls: torch.Tensor, target: torch.Tensor):
-    """Per-clip losses from (B, M, P) predictions and targets.
+def masked_prediction_losses(
+    recon: torch.Tensor,
+    cls: torch.Tensor,
+    target: torch.Tensor,
+    masked_padding: Optional[torch.Tensor] = None,
+):
+    """Per-clip losses from (B, M, P) predictions and targets; ``masked_padding`` (B, M) is True
+    at the slots of clips that mask fewer than M tokens (see ``modules.masking``).
 
     Returns ``mse`` (B,): mean squared error over the clip's masked values; ``infonce`` (B,):
-    for each masked token, cross entropy of picking its own target among the clip's M masked
+    for each masked token, cross entropy of picking its own target among the clip's own masked
     targets by dot product (no temperature, the authors' orientation: softmax over targets);
-    ``correct`` (B,): how many of the M picks were right.
+    ``correct`` (B,): how many picks were right (:func:`masked_counts` gives the denominators).
+    Padding slots count nowhere, neither as predictions nor as InfoNCE negatives; a clip with
+    no masked token (a static-shape batch filler) has zero losses.
     """
-    mse = (recon - target).pow(2).mean(dim=(1, 2))
+    batch, slots = target.shape[:2]
+    own = torch.arange(slots, device=target.device)
     logits = torch.bmm(cls, target.transpose(1, 2))  # (B, M predictions, M candidates)
-    log_probs = F.log_softmax(logits, dim=-1)
-    infonce = -log_probs.diagonal(dim1=1, dim2=2).mean(dim=1)
-    own = torch.arange(target.shape[1], device=target.device)
-    correct = (logits.argmax(dim=-1) == own).sum(dim=1)
+    squared = (recon - target).pow(2).mean(dim=2)  # (B, M)
+    if masked_padding is None:
+        mse = squared.mean(dim=1)
+        infonce = -F.log_softmax(logits, dim=-1).diagonal(dim1=1, dim2=2).mean(dim=1)
+        correct = (logits.argmax(dim=-1) == own).sum(dim=1)
+        return mse, infonce, correct
+    real = ~masked_padding
+    count = real.sum(dim=1)
+    denominator = count.clamp(min=1).to(squared.dtype)
+    mse = squared.masked_fill(masked_padding, 0.0).sum(dim=1) / denominator
+    logits = logits.masked_fill(masked_padding.unsqueeze(1), torch.finfo(logits.dtype).min)
+    picked = F.log_softmax(logits, dim=-1).diagonal(dim1=1, dim2=2)
+    infonce = -picked.masked_fill(masked_padding, 0.0).sum(dim=1) / denominator
+    correct = ((logits.argmax(dim=-1) == own) & real).sum(dim=1)
     return mse, infonce, correct
+
+
+def masked_counts(target: torch.Tensor, masked_padding: Optional[torch.Tensor]) -> torch.Tensor:
+    """Masked tokens of each clip (B,), from (B, M, P) targets and their slot padding."""
+    if masked_padding is None:
+        return torch.full((target.shape[0],), target.shape[1], device=target.device)
+    return (~masked_padding).sum(dim=1)
 
 
 @register_criterion("mae_ast", dataclass=MaeAstCriterionConfig)
@@ -51,17 +78,21 @@ class MaeAstCriterion(FairseqCriterion):
     def forward(self, model, sample, reduce=True):
         out = model(**sample["net_input"])
         recon, cls, target = out["recon"].float(), out["cls"].float(), out["target"].float()
-        mse, infonce, correct = masked_prediction_losses(recon, cls, target)
+        masked_padding = out.get("masked_padding")
+        mse, infonce, correct = masked_prediction_losses(recon, cls, target, masked_padding)
+        count = masked_counts(target, masked_padding)
         per_clip = self.reconstruction_weight * mse + self.classification_weight * infonce
-        batch, num_masked = target.shape[:2]
         loss = per_clip.sum()
+        # Clips that mask nothing are static-shape batch fillers: not clips of the batch.
+        batch = int((count > 0).sum())
+        num_masked = int(count.sum())
         logging_output = {
             "loss": loss.item(),
             "loss_recon": mse.sum().item(),
             "loss_infonce": infonce.sum().item(),
             "infonce_correct": int(correct.sum()),
-            "infonce_count": batch * num_masked,
-            "ntokens": batch * num_masked,
+            "infonce_count": num_masked,
+            "ntokens": num_masked,
             "nsentences": batch,
             "sample_size": batch,
             "skipped_clips": int(sample.get("num_skipped", 0)),

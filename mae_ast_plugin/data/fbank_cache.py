@@ -394,6 +394,10 @@ class FbankCache:
             )
         return rows, int(record["samples"])
 
+    def samples(self) -> np.ndarray:
+        """Every entry's length in samples at ``features.sample_rate`` (int64, -1: unreadable)."""
+        return self._records["samples"].astype(np.int64)
+
     def __getstate__(self):
         # Loader workers started by pickling (spawn) open their own memory maps.
         state = dict(self.__dict__)

@@ -18,7 +18,7 @@ from ..features import (
     shift_samples,
 )
 from .fbank_cache import FbankCache
-from .manifest import Manifest
+from .manifest import Manifest, native_sample_rates
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,9 @@ class FbankAudioDataset(FairseqDataset):
     Clips longer than the maximum are cropped (at a random offset when ``random_crop``, else
     from the start); shorter ones are padded in the batch with a padding mask, never cropped to
     the batch's shortest clip.  A bad clip raises an error naming the manifest line, or with
-    ``skip_invalid`` is logged and counted in the batch's ``num_skipped``.  With ``fbank_cache``
+    ``skip_invalid`` is logged and counted in the batch's ``num_skipped``.  Sizes (``num_tokens``,
+    what ``dataset.max_tokens`` budgets) are samples at ``features.sample_rate`` (16 kHz), each
+    clip counted up to the crop, whatever the file's native rate.  With ``fbank_cache``
     the features come from a precomputed cache (:mod:`.fbank_cache`) instead of the audio: the
     same values, rows of the whole clip's fbank cut at the same crop.
     """
@@ -45,6 +47,8 @@ class FbankAudioDataset(FairseqDataset):
         seed: int = 1,
         shuffle: bool = True,
         fbank_cache: Optional[FbankCache] = None,
+        sample_rates: Optional[np.ndarray] = None,
+        waveforms: bool = False,
     ):
         super().__init__()
         self.manifest = manifest
@@ -56,10 +60,33 @@ class FbankAudioDataset(FairseqDataset):
         self.seed = seed
         self.shuffle = shuffle
         self.fbank_cache = fbank_cache
+        # Filterbanks on the model's device: the loader only reads, mixes down, resamples and
+        # crops; the task computes the batch's fbank (features.batched_fbank).  A cache is
+        # read as features, as before.
+        self.waveforms = waveforms and fbank_cache is None
+        # Static shapes (task.static_shapes): pad every batch to the crop and to this many clips.
+        self.pad_to_crop = False
+        self.pad_to_clips = 0
         self.epoch = 1
-        # Batching counts manifest samples, capped at the crop length.  The manifest counts at
-        # the file's native rate, so batches of non-16 kHz audio are sized in that unit.
-        self.sizes = np.minimum(manifest.sizes, self.max_samples)
+        self.sizes = np.minimum(self._resampled_sizes(sample_rates), self.max_samples)
+
+    def _resampled_sizes(self, sample_rates: Optional[np.ndarray]) -> np.ndarray:
+        """Clip lengths in samples at ``features.sample_rate`` (what the model sees), so that
+        ``dataset.max_tokens`` is the same amount of audio whatever a file's native rate.  The
+        manifest counts native-rate samples (``wav2vec_manifest.py``); the rate comes from the
+        fbank cache's records, ``sample_rates`` (Hz per entry), or the file headers
+        (:func:`native_sample_rates`, scanned once per manifest and cached)."""
+        if self.fbank_cache is not None:
+            samples = self.fbank_cache.samples()
+            # unreadable clips (-1) keep their manifest size; reading them reports the error
+            return np.where(samples >= 0, samples, self.manifest.sizes)
+        if sample_rates is None:
+            sample_rates = native_sample_rates(self.manifest)
+        rate = self.features.sample_rate
+        known = sample_rates > 0
+        # ceil(frames * rate / native): resample_poly's output length
+        scaled = -(-self.manifest.sizes * rate // np.where(known, sample_rates, rate))
+        return np.where(known, scaled, self.manifest.sizes)
 
     def __len__(self):
         return len(self.manifest)
@@ -93,9 +120,13 @@ class FbankAudioDataset(FairseqDataset):
         if self.fbank_cache is not None:
             first = start // shift_samples(self.features)
             return torch.from_numpy(np.array(whole_fbank[first : first + frames], dtype=np.float32))
+        if self.waveforms:
+            return waveform[start : start + self.max_samples].contiguous()
         return compute_fbank(waveform[start : start + self.max_samples], self.features)
 
     def __getitem__(self, index):
+        """``{"id", "source"}``: the (frames, mel) fbank, or with ``waveforms`` the cropped
+        waveform (samples,) at ``features.sample_rate``; ``source`` None for a skipped clip."""
         try:
             return {"id": index, "source": self.load_features(index)}
         except AudioError as err:
@@ -112,10 +143,26 @@ class FbankAudioDataset(FairseqDataset):
         num_skipped = len(samples) - len(valid)
         if not valid:
             return {}
-        source, padding_mask = pad_features([s["source"] for s in valid], self.features.num_mel_bins)
+        sources = [s["source"] for s in valid]
+        if len(sources) > self.pad_to_clips > 0:
+            raise ValueError(
+                f"a batch of {len(sources)} clips exceeds the static batch of {self.pad_to_clips} "
+                "(task.static_shapes batches by dataset.batch_size)"
+            )
+        if self.waveforms:
+            waveform, padding = pad_features(
+                sources, 0, self.max_samples if self.pad_to_crop else 0, self.pad_to_clips
+            )
+            net_input = {"waveform": waveform, "waveform_lengths": (~padding).sum(1)}
+        else:
+            frames = num_frames(self.max_samples, self.features) if self.pad_to_crop else 0
+            source, padding_mask = pad_features(
+                sources, self.features.num_mel_bins, frames, self.pad_to_clips
+            )
+            net_input = {"source": source, "padding_mask": padding_mask}
         return {
             "id": torch.tensor([s["id"] for s in valid], dtype=torch.long),
-            "net_input": {"source": source, "padding_mask": padding_mask},
+            "net_input": net_input,
             "num_skipped": num_skipped,
         }
 

@@ -6,6 +6,7 @@ rather than a list of Python strings, so a 2M-line manifest costs tens of MB per
 and its pages stay shared after fork.
 """
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -106,3 +107,89 @@ def read_manifest(path: str, skip_invalid: bool = False, min_samples: int = 0) -
         _offsets=np.asarray(offsets, dtype=np.int64),
         num_skipped_lines=skipped_lines,
     )
+
+
+RATES_FORMAT = "mae_ast_sample_rates/1"
+
+
+def _manifest_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _rates_cache_paths(manifest_path: str, sha: str):
+    """Where the header scan is cached: beside the manifest (shared by every node of a
+    cluster), else in the user's cache directory (a read-only manifest directory)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return [
+        manifest_path + ".rates.npz",
+        os.path.join(base, "mae_ast_plugin", "sample_rates", sha + ".npz"),
+    ]
+
+
+def _read_rate(path: str) -> int:
+    import soundfile
+
+    try:
+        return int(soundfile.info(path).samplerate)
+    except Exception:  # unreadable here: loading the clip reports it with its manifest line
+        return 0
+
+
+def native_sample_rates(manifest: Manifest, threads: int = 16) -> np.ndarray:
+    """Native sample rate (Hz, int64) of every entry, read from the file headers; 0 where a
+    header cannot be read (the clip's load then reports the error with its manifest line).
+
+    The scan runs once per manifest content: it is cached beside the manifest
+    (``{manifest}.rates.npz``, or under ``~/.cache/mae_ast_plugin/sample_rates/`` when that
+    directory is read-only), keyed by the manifest's sha256, and read back in well under a second
+    for millions of lines.  A header read is one ``soundfile.info`` call; ``threads`` of them run
+    at once, since on network storage each waits on I/O."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sha = _manifest_sha256(manifest.path)
+    paths = _rates_cache_paths(manifest.path, sha)
+    for cache_path in paths:
+        try:
+            with np.load(cache_path, allow_pickle=False) as cached:
+                if str(cached["format"]) == RATES_FORMAT and str(cached["sha256"]) == sha:
+                    lines = cached["line_numbers"]
+                    position = np.searchsorted(lines, manifest.line_numbers)
+                    position = np.minimum(position, len(lines) - 1)
+                    if (lines[position] == manifest.line_numbers).all():
+                        return cached["rates"][position]
+        except (OSError, KeyError, ValueError):
+            continue
+    # Scan every line of the file (not only the entries kept by min_samples), so the cache
+    # serves any filter.
+    every = read_manifest(manifest.path, skip_invalid=True)
+    logger.info("%s: reading the sample rate of %d audio file headers", manifest.path, len(every))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        rates = np.fromiter(
+            pool.map(_read_rate, (every.audio_path(i) for i in range(len(every))), chunksize=256),
+            dtype=np.int64,
+            count=len(every),
+        )
+    unreadable = int((rates == 0).sum())
+    if unreadable:
+        logger.warning("%s: %d audio file headers could not be read", manifest.path, unreadable)
+    for cache_path in paths:
+        try:
+            os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
+            tmp = f"{cache_path}.{os.getpid()}.tmp.npz"
+            np.savez(
+                tmp,
+                format=RATES_FORMAT,
+                sha256=sha,
+                line_numbers=every.line_numbers,
+                rates=rates,
+            )
+            os.replace(tmp, cache_path)
+            break
+        except OSError as err:
+            logger.info("cannot cache sample rates at %s (%s)", cache_path, err)
+    position = np.searchsorted(every.line_numbers, manifest.line_numbers)
+    return rates[position]

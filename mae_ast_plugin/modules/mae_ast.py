@@ -61,7 +61,13 @@ class MaeAstConfig:
 
 class MaeAst(nn.Module):
     """The MAE-AST network; ``cfg`` is a :class:`MaeAstConfig` or any object with its fields
-    (fairseq passes a DictConfig)."""
+    (fairseq passes a DictConfig).
+
+    ``static_shapes`` (set by the training task, not saved): every tensor's shape depends only on
+    the input's shape (masked and visible counts of a full-length clip, padding masks always
+    built) and no value is copied to the host, so ``torch.compile`` sees one graph per run."""
+
+    static_shapes: bool = False
 
     def __init__(self, cfg: MaeAstConfig):
         super().__init__()
@@ -117,7 +123,7 @@ class MaeAst(nn.Module):
         if not self.training:
             return (source - bn.running_mean) * torch.rsqrt(bn.running_var + bn.eps) * 0.5
         values = source.float()
-        if padding_mask is not None and padding_mask.any():
+        if padding_mask is not None and (self.static_shapes or padding_mask.any()):
             real = (~padding_mask).unsqueeze(-1).float()
             count = real.sum() * source.shape[-1]
             mean = (values * real).sum() / count
@@ -149,7 +155,7 @@ class MaeAst(nn.Module):
         token_padding = None
         if padding_mask is not None:
             token_padding = token_padding_mask(padding_mask, self.cfg.token_frames, freq_blocks)
-            if not token_padding.any():
+            if not self.static_shapes and not token_padding.any():
                 token_padding = None
         return tokens, token_padding, freq_blocks
 
@@ -173,7 +179,9 @@ class MaeAst(nn.Module):
         ``mask=False`` (or ``features_only``): encoder over all tokens, returns ``x`` (B, L, C),
         ``padding_mask`` (B, L) or None, ``hidden_states`` (one per layer run; ``output_layer``
         stops after that many layers).  ``mask=True``: returns the reconstruction and
-        classification predictions and targets at the masked positions, each (B, M, P).
+        classification predictions and targets at the masked positions, each (B, M, P), with
+        ``masked_idx`` (B, M) and ``masked_padding`` (B, M) True at the slots of clips that mask
+        fewer than M tokens (or None), and ``token_padding`` (B, L) (or None).
         """
         tokens, token_padding, freq_blocks = self.tokenize(source, padding_mask)
         features = self.post_extract_proj(tokens)
@@ -194,6 +202,7 @@ class MaeAst(nn.Module):
             chunk_max=self.cfg.chunk_max_size,
             span_length=self.cfg.span_length,
             device=tokens.device,
+            fixed_counts=self.static_shapes,
         )
         features = self.add_positions(self.dropout_input(features), token_padding)
         predicted = self.predict_masked(features, token_padding, token_mask)
@@ -202,6 +211,7 @@ class MaeAst(nn.Module):
             "cls": self.final_proj_classification(predicted),
             "target": gather_tokens(tokens, token_mask.masked_idx),
             "masked_idx": token_mask.masked_idx,
+            "masked_padding": token_mask.masked_padding,
             "token_padding": token_padding,
         }
 
@@ -218,6 +228,7 @@ class MaeAst(nn.Module):
         index = token_mask.visible_idx.unsqueeze(-1).expand(-1, -1, encoded.shape[-1])
         full = full.scatter(1, index, encoded)
         decoded, _ = self.decoder(self.add_positions(full, token_padding), token_padding)
+        # Padding slots of ``masked_idx`` read some other token; the losses ignore them.
         return gather_tokens(decoded, token_mask.masked_idx)
 
     def extract_features(self, source, padding_mask=None, output_layer=None):

@@ -13,10 +13,14 @@ Every mode ranks the tokens of each clip by a priority and masks the ``num_maske
   The requested ratio is the fraction actually masked (the authors' ``retain_spans`` kept the
   spans and masked about 21% when asked for 75%).
 
-Padded tokens get infinite priority, so they are never masked and never visible.  Every clip of
-a batch gets the same number of masked tokens, set by the shortest clip, which keeps the
-prediction tensors rectangular; longer clips keep the surplus visible (batches are sorted by
-length, so this is rare and small).
+Padded tokens get infinite priority, so they are never masked and never visible.  Every clip
+masks its own share of its own tokens (:func:`num_masked_tokens` of its length, within one token
+of ``mask_ratio`` x its tokens), whatever it is batched with.  The index tensors are rectangular:
+``masked_idx`` (B, M_max) and ``visible_idx`` (B, V_max), with padding masks marking the slots a
+shorter clip does not use (losses and InfoNCE negatives ignore padded masked slots).  With
+``fixed_counts`` M_max and V_max are those of a full ``num_tokens`` clip, so the shapes depend
+only on the padded input shape (static shapes for ``torch.compile``), and no value is copied to
+the host.  A clip with no tokens at all (a batch filler of the static-shape mode) masks nothing.
 """
 
 import math
@@ -28,15 +32,34 @@ MASK_TYPES = ("random", "chunk", "span")
 
 
 class TokenMask(NamedTuple):
-    masked_idx: torch.Tensor  # (B, M) token indices to predict, ascending
+    masked_idx: torch.Tensor  # (B, M) token indices to predict, ascending, padding slots last
     visible_idx: torch.Tensor  # (B, V) token indices the encoder sees, ascending, padding last
     visible_padding: Optional[torch.Tensor]  # (B, V) True at padding slots; None if no padding
+    masked_padding: Optional[torch.Tensor] = None  # (B, M) True at padding slots; None if none
 
 
-def num_masked_tokens(shortest_clip_tokens: int, mask_ratio: float) -> int:
-    """Masked tokens per clip: the authors' rule keeps int((1 - ratio) * L) tokens, at least one."""
-    num_visible = max(1, int((1.0 - mask_ratio) * shortest_clip_tokens))
-    return shortest_clip_tokens - num_visible
+def num_masked_tokens(clip_tokens: int, mask_ratio: float) -> int:
+    """Masked tokens of a clip of ``clip_tokens`` tokens: the authors' rule keeps
+    ``int((1 - ratio) * L)`` tokens visible, at least one (``ssast``/``mae_ast`` code)."""
+    num_visible = max(1, int((1.0 - mask_ratio) * clip_tokens))
+    return clip_tokens - num_visible
+
+
+def masked_counts(lengths: torch.Tensor, mask_ratio: float):
+    """Per-clip (masked, visible) token counts, each (B,) long, by :func:`num_masked_tokens`'s
+    rule as tensor operations; a clip of 0 tokens gets (0, 0)."""
+    visible = ((1.0 - mask_ratio) * lengths.double()).floor().long().clamp(min=1)
+    visible = torch.minimum(visible, lengths)
+    return lengths - visible, visible
+
+
+def _padded_slots(index: torch.Tensor, counts: torch.Tensor, num_tokens: int):
+    """Sort each row's first ``counts`` entries ascending and put the other (padding) slots
+    last; returns the index and its padding mask (True at padding slots)."""
+    slot = torch.arange(index.shape[1], device=index.device).unsqueeze(0)
+    padding = slot >= counts.unsqueeze(1)
+    sort_key = index + padding.long() * num_tokens
+    return index.gather(1, sort_key.argsort(dim=1)), padding
 
 
 def _block_priority(lengths, time_steps, freq_blocks, heights, widths, min_area, generator):
@@ -80,6 +103,7 @@ def _block_priority(lengths, time_steps, freq_blocks, heights, widths, min_area,
     return priority[:, :total]
 
 
+@torch.compiler.disable  # eager under torch.compile: the same masks as an eager run
 def sample_mask(
     token_padding: Optional[torch.Tensor],
     batch_size: int,
@@ -92,9 +116,16 @@ def sample_mask(
     span_length: int = 10,
     device=None,
     generator: Optional[torch.Generator] = None,
+    fixed_counts: bool = False,
 ) -> TokenMask:
     """Choose masked and visible tokens for a batch of ``batch_size`` clips of ``num_tokens`` tokens
-    (``freq_blocks`` tokens per time step), ``token_padding`` (B, L) marking padding."""
+    (``freq_blocks`` tokens per time step), ``token_padding`` (B, L) marking padding.
+
+    Each clip masks ``num_masked_tokens(its tokens)``.  Returns index tensors (B, M_max) and
+    (B, V_max) with padding masks (None when every clip fills its row); with ``fixed_counts``
+    M_max, V_max are those of a ``num_tokens`` clip and both padding masks are always given.
+    Raises ValueError for an unknown mode, a ratio outside (0, 1), or (unless ``fixed_counts``)
+    a clip too short to mask anything."""
     if mask_type not in MASK_TYPES:
         raise ValueError(f"unknown mask_type {mask_type!r}; choose one of {', '.join(MASK_TYPES)}")
     if not 0.0 < mask_ratio < 1.0:
@@ -104,13 +135,18 @@ def sample_mask(
         lengths = (~token_padding).sum(1)
     else:
         lengths = torch.full((batch_size,), num_tokens, device=device, dtype=torch.long)
-    shortest = int(lengths.min())
-    num_masked = num_masked_tokens(shortest, mask_ratio)
-    if num_masked < 1:
-        raise ValueError(
-            f"a clip of {shortest} tokens leaves nothing to mask at ratio {mask_ratio}; "
-            "masked pretraining needs longer clips (raise task.min_sample_size to filter them)"
-        )
+    num_masked, num_visible = masked_counts(lengths, mask_ratio)
+    if fixed_counts:
+        max_masked = num_masked_tokens(num_tokens, mask_ratio)
+        max_visible = num_tokens - max_masked
+    else:
+        shortest = int(lengths.min())
+        if num_masked_tokens(shortest, mask_ratio) < 1:
+            raise ValueError(
+                f"a clip of {shortest} tokens leaves nothing to mask at ratio {mask_ratio}; "
+                "masked pretraining needs longer clips (raise task.min_sample_size to filter them)"
+            )
+        max_masked, max_visible = int(num_masked.max()), int(num_visible.max())
 
     if mask_type == "random":
         priority = torch.rand(batch_size, num_tokens, device=device, generator=generator)
@@ -136,15 +172,18 @@ def sample_mask(
     if token_padding is not None:
         priority = priority.masked_fill(token_padding, float("inf"))
 
+    # Rank r of a clip's tokens: masked if r < num_masked, visible if r < its length.  Slot j of
+    # visible_idx is rank num_masked + j; slots past a clip's count land on ranks >= its length,
+    # i.e. on its padded tokens (masked counts grow with length, so num_masked + V_max <= L_max).
     order = priority.argsort(dim=1)
-    masked_idx = order[:, :num_masked].sort(dim=1).values
-    num_visible = lengths - num_masked
-    visible_idx = order[:, num_masked : num_masked + int(num_visible.max())]
-    if bool((num_visible == num_visible.max()).all()):
-        return TokenMask(masked_idx, visible_idx.sort(dim=1).values, None)
-    slot = torch.arange(visible_idx.shape[1], device=device).unsqueeze(0)
-    visible_padding = slot >= num_visible.unsqueeze(1)
-    # Padding slots hold padded tokens (infinite priority); sort valid ones first, ascending.
-    sort_key = visible_idx + visible_padding.long() * num_tokens
-    visible_idx = visible_idx.gather(1, sort_key.argsort(dim=1))
-    return TokenMask(masked_idx, visible_idx, visible_padding)
+    masked_idx, masked_padding = _padded_slots(order[:, :max_masked], num_masked, num_tokens)
+    ranks = num_masked.unsqueeze(1) + torch.arange(max_visible, device=order.device).unsqueeze(0)
+    visible_idx = order.gather(1, ranks.clamp(max=num_tokens - 1))
+    visible_idx, visible_padding = _padded_slots(visible_idx, num_visible, num_tokens)
+    if not fixed_counts:
+        # Rectangular batches (no padding anywhere) keep the cheaper mask-free path.
+        if bool((num_masked == max_masked).all()):
+            masked_padding = None
+        if bool((num_visible == max_visible).all()):
+            visible_padding = None
+    return TokenMask(masked_idx, visible_idx, visible_padding, masked_padding)

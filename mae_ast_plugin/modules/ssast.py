@@ -63,7 +63,11 @@ class Ssast(MaeAst):
         positions = sinusoidal_positions(length, dim, features.device, features.dtype)
         masked_slots = self.encoder_mask_emb.to(features.dtype) + positions  # (L, C)
         is_masked = torch.zeros(batch, length, dtype=torch.bool, device=features.device)
-        is_masked.scatter_(1, token_mask.masked_idx, True)
+        if token_mask.masked_padding is None:
+            is_masked.scatter_(1, token_mask.masked_idx, True)
+        else:
+            # Padding slots point at tokens no other slot holds: write False there.
+            is_masked.scatter_(1, token_mask.masked_idx, ~token_mask.masked_padding)
         x = torch.where(is_masked.unsqueeze(-1), masked_slots.unsqueeze(0), features)
         encoded, _ = self.encoder(x, token_padding)
         return gather_tokens(encoded, token_mask.masked_idx)

@@ -101,8 +101,10 @@ class TransformerStack(nn.Module):
         every layer run (layers skipped by LayerDrop repeat their input), stopping after
         ``num_layers`` layers if given."""
         attend = None
-        if padding_mask is not None and padding_mask.any():
-            attend = (~padding_mask)[:, None, None, :]
+        if padding_mask is not None and (torch.compiler.is_compiling() or padding_mask.any()):
+            # A row with no real token (a batch filler of static shapes) attends to every key,
+            # which keeps its values finite; nothing reads them.
+            attend = (~padding_mask | padding_mask.all(1, keepdim=True))[:, None, None, :]
         x = self.dropout(self.layer_norm(x))
         hidden_states = []
         for layer in self.layers[:num_layers]:

@@ -1,16 +1,28 @@
-"""Self-supervised MAE-AST pretraining on unlabelled audio manifests."""
+"""Self-supervised MAE-AST pretraining on unlabelled audio manifests.
+
+Speed options (issue 14; measured in docs/benchmarks.md): ``fbank_on_device`` computes the
+batch's filterbanks on the model's device, ``static_shapes`` pads every batch to the crop and to
+``dataset.batch_size`` clips, ``compile`` runs the model under ``torch.compile`` inside fairseq's
+trainer.  Checkpoints are the same with and without them (no ``_orig_mod.`` keys).
+"""
 
 import logging
 import os
 from dataclasses import dataclass, field
 
+import torch
+
+from fairseq.logging import metrics
 from fairseq.tasks import register_task
 
 from ..data.fbank_dataset import FbankAudioDataset
 from ..data.manifest import read_manifest
+from ..features import batched_fbank
 from .audio_task import AudioTask, AudioTaskConfig
 
 logger = logging.getLogger(__name__)
+
+FBANK_ON_DEVICE = ("auto", "true", "false")
 
 
 @dataclass
@@ -25,15 +37,61 @@ class MaeAstPretrainingConfig(AudioTaskConfig):
     min_sample_size: int = field(
         default=0, metadata={"help": "drop manifest entries with fewer samples (native rate)"}
     )
+    fbank_on_device: str = field(
+        default="auto",
+        metadata={
+            "help": "auto|true|false: loader workers only read, mix down, resample and crop; "
+            "the Kaldi fbank of the whole batch is computed on the model's device "
+            "(features.batched_fbank).  auto: on when CUDA is available.  Ignored with "
+            "task.fbank_cache (features come from the cache)"
+        },
+    )
+    static_shapes: bool = field(
+        default=False,
+        metadata={
+            "help": "pad every batch to the crop (max_sample_len_s) and to dataset.batch_size "
+            "clips, so masked and visible counts are fixed per run (for task.compile)"
+        },
+    )
+    compile: bool = field(
+        default=False,
+        metadata={"help": "run the model under torch.compile inside fairseq's trainer"},
+    )
+    compile_mode: str = field(
+        default="default",
+        metadata={"help": "torch.compile mode: default, reduce-overhead, max-autotune, ..."},
+    )
+    compile_backend: str = field(
+        default="inductor", metadata={"help": "torch.compile backend (inductor, aot_eager, ...)"}
+    )
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile (dynamo) has compiled in this process, recompilations included."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 @register_task("mae_ast_pretraining", dataclass=MaeAstPretrainingConfig)
 class MaeAstPretrainingTask(AudioTask):
     cfg: MaeAstPretrainingConfig
 
+    def __init__(self, cfg: MaeAstPretrainingConfig):
+        super().__init__(cfg)
+        choice = str(cfg.fbank_on_device).lower()
+        if choice not in FBANK_ON_DEVICE:
+            raise ValueError(
+                f"task.fbank_on_device must be one of {', '.join(FBANK_ON_DEVICE)}, got "
+                f"{cfg.fbank_on_device!r}"
+            )
+        self.fbank_on_device = choice == "true" or (choice == "auto" and torch.cuda.is_available())
+        self._compiled = False
+
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
         self.min_frames = getattr(model.cfg, "token_frames", 1)
+        model.static_shapes = bool(self.cfg.static_shapes)
         return model
 
     def load_dataset(self, split: str, **kwargs):
@@ -42,7 +100,7 @@ class MaeAstPretrainingTask(AudioTask):
             skip_invalid=self.cfg.skip_invalid,
             min_samples=self.cfg.min_sample_size,
         )
-        self.datasets[split] = FbankAudioDataset(
+        dataset = FbankAudioDataset(
             manifest,
             features=self.cfg.features,
             max_sample_len_s=self.cfg.max_sample_len_s,
@@ -51,4 +109,62 @@ class MaeAstPretrainingTask(AudioTask):
             skip_invalid=self.cfg.skip_invalid,
             seed=self.cfg.seed,
             fbank_cache=self.fbank_cache(split, manifest),
+            waveforms=self.fbank_on_device,
         )
+        dataset.pad_to_crop = bool(self.cfg.static_shapes)
+        self.datasets[split] = dataset
+
+    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, **kwargs):
+        if self.cfg.static_shapes and isinstance(dataset, FbankAudioDataset):
+            if not max_sentences:
+                raise ValueError(
+                    "task.static_shapes pads every batch to dataset.batch_size clips: set "
+                    "dataset.batch_size (and dataset.batch_size_valid), e.g. dataset.batch_size=32"
+                )
+            dataset.pad_to_clips = int(max_sentences)
+        return super().get_batch_iterator(
+            dataset, max_tokens=max_tokens, max_sentences=max_sentences, **kwargs
+        )
+
+    def features_on_device(self, sample):
+        """Replace a batch of waveforms (``fbank_on_device``) by its filterbanks, computed where
+        the batch is (the model's device); other batches pass unchanged."""
+        net_input = sample.get("net_input") if sample else None
+        if not net_input or "waveform" not in net_input:
+            return sample
+        source, padding_mask = batched_fbank(
+            net_input["waveform"], net_input["waveform_lengths"], self.cfg.features
+        )
+        return dict(sample, net_input={"source": source, "padding_mask": padding_mask})
+
+    def _compile(self, model):
+        if self.cfg.compile and not self._compiled:
+            # In place (nn.Module.compile): parameter names and checkpoints stay unchanged.
+            model.compile(mode=self.cfg.compile_mode, backend=self.cfg.compile_backend)
+            self._compiled = True
+            logger.info(
+                "torch.compile(mode=%s, backend=%s)",
+                self.cfg.compile_mode,
+                self.cfg.compile_backend,
+            )
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        self._compile(model)
+        before = compiled_graphs() if self.cfg.compile else 0
+        result = super().train_step(
+            self.features_on_device(sample), model, criterion, optimizer, update_num, ignore_grad
+        )
+        if self.cfg.compile:
+            result[2]["compiled_graphs"] = compiled_graphs() - before
+        return result
+
+    def valid_step(self, sample, model, criterion):
+        self._compile(model)
+        return super().valid_step(self.features_on_device(sample), model, criterion)
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        super().reduce_metrics(logging_outputs, criterion)
+        if self.cfg.compile:
+            # graphs compiled during the logged steps: 0 once warm (no recompilation)
+            new = sum(log.get("compiled_graphs", 0) for log in logging_outputs)
+            metrics.log_scalar_sum("compiled_graphs", new, round=0)

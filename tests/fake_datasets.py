@@ -1,4 +1,4 @@
-"""Tiny fake copies of the datasets that ``scripts/prepare_*.py`` read, in their real layouts.
+"""Tiny fake copies of the datasets that ``mae-ast-prepare`` (mae_ast_plugin/prep/) reads, in their real layouts.
 
 Each builder writes a handful of very short noise clips at the dataset's native rate under a
 directory and returns ``(root, frames)``, where ``frames`` maps every audio file written (absolute

@@ -1,4 +1,4 @@
-"""scripts/evaluate.py, scripts/make_results_table.py and mae-ast-predict."""
+"""mae-ast-evaluate, mae-ast-results-table and mae-ast-predict."""
 
 import json
 
@@ -7,12 +7,12 @@ import pytest
 from finetune_helpers import (  # noqa: F401  (base, runs: shared session fixtures)
     base,
     checkpoint_of,
-    load_script,
     pretrained_checkpoint,
     recipe_data,
     runs,
 )
 from mae_ast_plugin import predict
+from mae_ast_plugin.evaluation import evaluate, results_table
 
 
 def write_result(path, benchmark, value, name="MAE-AST Patch", layers=6, masking="Chunked", std=None):
@@ -25,7 +25,7 @@ def write_result(path, benchmark, value, name="MAE-AST Patch", layers=6, masking
 
 
 def test_results_table_beside_the_paper(tmp_path):
-    table_script = load_script("make_results_table")
+    table_script = results_table
     files = [
         write_result(tmp_path / "esc.json", "ESC", 0.8712, std=0.0123),
         write_result(tmp_path / "ks2.json", "KS2", 0.9705),
@@ -43,7 +43,7 @@ def test_results_table_beside_the_paper(tmp_path):
 
 
 def test_results_table_rejects_unplaceable_results(tmp_path):
-    table_script = load_script("make_results_table")
+    table_script = results_table
     unknown = write_result(tmp_path / "x.json", None, 0.5)
     with pytest.raises(SystemExit, match="not a Table 1 column"):
         table_script.main([unknown, "--out", str(tmp_path / "t.md")])
@@ -55,7 +55,7 @@ def test_results_table_rejects_unplaceable_results(tmp_path):
 def test_evaluate_cli_on_a_manifest_path(runs, base, tmp_path, capsys):
     data = recipe_data(base, "audioset_20k")
     out = tmp_path / "as.json"
-    assert load_script("evaluate").main([
+    assert evaluate.main([
         str(checkpoint_of(runs, "audioset_20k")), str(data / "eval.tsv"), "--out", str(out),
         "--device", "cpu", "--num-workers", "0", "--model-name", "MAE-AST Patch",
     ]) == 0

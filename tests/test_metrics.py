@@ -9,7 +9,7 @@ import torch
 
 from fairseq.logging import metrics as fairseq_metrics
 from mae_ast_plugin.criterions.mae_ast_classification import MaeAstClassificationCriterion
-from mae_ast_plugin.metrics import (
+from mae_ast_plugin.evaluation.metrics import (
     accuracy,
     average_precision,
     confusion_matrix,

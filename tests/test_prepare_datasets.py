@@ -1,7 +1,8 @@
-"""Tests for the dataset preparation scripts (scripts/prepare_*.py) and their shared helpers
-(mae_ast_plugin/data/prep_utils.py), on tiny fake datasets in the real layouts."""
+"""Tests for dataset preparation (``mae-ast-prepare``: mae_ast_plugin/prep/<dataset>.py) and its
+shared helpers (mae_ast_plugin/prep/common.py), on tiny fake datasets in the real layouts."""
 
 import csv
+import importlib
 import importlib.util
 import os
 import subprocess
@@ -19,29 +20,24 @@ if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use thi
 
 import fake_datasets as fake  # noqa: E402
 
-from mae_ast_plugin.data.prep_utils import PrepError  # noqa: E402
+from mae_ast_plugin.prep.common import PrepError  # noqa: E402
 SPLITS = ("train", "valid", "test")
 
 
-def load_script(name):
-    """Import ``scripts/{name}.py`` as a module (the scripts are not a package)."""
-    module_name = f"_test_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, REPO / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
 def run_main(name, argv):
-    script = load_script(name)
-    return script.main(script.get_parser().parse_args([str(arg) for arg in argv]))
+    """``prepare(args)`` of ``mae_ast_plugin.prep.{name}``: returns its summary, raises PrepError."""
+    module = importlib.import_module(f"mae_ast_plugin.prep.{name}")
+    return module.prepare(module.get_parser().parse_args([str(arg) for arg in argv]))
 
 
-def run_script(name, argv):
-    """Run a script as a user does: a subprocess from the repository root."""
-    command = [sys.executable, f"scripts/{name}.py", *map(str, argv)]
+def run_command(name, argv, wrapper=False):
+    """Run ``mae-ast-prepare {name} ...`` as a user does: a subprocess from the repository root
+    (with ``wrapper``, through the thin ``scripts/prepare_{name}.py`` the docs still name)."""
+    if wrapper:
+        command = [sys.executable, f"scripts/prepare_{name}.py"]
+    else:
+        command = [str(Path(sys.executable).parent / "mae-ast-prepare"), name]
+    command += [str(arg) for arg in argv]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
@@ -104,7 +100,7 @@ def check_valid_labels(rows, num_classes):
 
 def test_librispeech_cli_and_determinism(tmp_path):
     base, frames = fake.make_librispeech(tmp_path / "download")
-    proc = run_script("prepare_librispeech", [base, "--dest", tmp_path / "out"])
+    proc = run_command("librispeech", [base, "--dest", tmp_path / "out"])
     assert proc.returncode == 0, proc.stderr
     assert "LibriSpeech summary" in proc.stdout and "missing audio: 0" in proc.stdout
 
@@ -125,19 +121,19 @@ def test_librispeech_cli_and_determinism(tmp_path):
 
     # The same inputs give byte-identical manifests (here from the LibriSpeech dir itself).
     again = tmp_path / "again"
-    run_main("prepare_librispeech", [base / "LibriSpeech", "--dest", again, "--workers", 1])
+    run_main("librispeech", [base / "LibriSpeech", "--dest", again, "--workers", 1])
     assert tree_bytes(tmp_path / "out") == tree_bytes(tmp_path / "again")
 
 
 def test_librispeech_subset_options_and_errors(tmp_path):
     base, frames = fake.make_librispeech(tmp_path / "download")
     dest = ["--dest", tmp_path / "out"]
-    run_main("prepare_librispeech", [base, *dest, "--train-subsets", "train-other-500"])
+    run_main("librispeech", [base, *dest, "--train-subsets", "train-other-500"])
     assert len(read_split(tmp_path / "out", "train", frames, labelled=False)) == 2
     with pytest.raises(PrepError, match=r"subset 'train-clean-360' not found.*train-clean-100"):
-        run_main("prepare_librispeech", [base, *dest, "--train-subsets", "train-clean-360"])
+        run_main("librispeech", [base, *dest, "--train-subsets", "train-clean-360"])
     with pytest.raises(PrepError, match="subset 'dev-other' not found"):
-        run_main("prepare_librispeech", [base, *dest, "--valid-subsets", "dev-other"])
+        run_main("librispeech", [base, *dest, "--valid-subsets", "dev-other"])
 
 
 def test_unreadable_audio_is_an_error_or_a_counted_skip(tmp_path, capsys):
@@ -145,10 +141,10 @@ def test_unreadable_audio_is_an_error_or_a_counted_skip(tmp_path, capsys):
     broken = base / "LibriSpeech" / "dev-clean" / "84" / "121" / "84-121-0009.flac"
     broken.write_bytes(b"not a flac file")
     with pytest.raises(PrepError, match=r"84-121-0009\.flac cannot be read.*--skip-invalid"):
-        run_main("prepare_librispeech", [base, "--dest", tmp_path / "out"])
+        run_main("librispeech", [base, "--dest", tmp_path / "out"])
     assert not (tmp_path / "out").exists()  # an error leaves no partial output
 
-    run_main("prepare_librispeech", [base, "--dest", tmp_path / "out", "--skip-invalid"])
+    run_main("librispeech", [base, "--dest", tmp_path / "out", "--skip-invalid"])
     assert len(read_split(tmp_path / "out", "valid", frames, labelled=False)) == 2
     assert "unreadable audio: 1" in capsys.readouterr().out
 
@@ -159,7 +155,7 @@ def test_unreadable_audio_is_an_error_or_a_counted_skip(tmp_path, capsys):
 
 def test_esc50_folds(tmp_path, capsys):
     root, frames = fake.make_esc50(tmp_path)
-    run_main("prepare_esc50", [root, "--dest", tmp_path / "out"])
+    run_main("esc50", [root, "--dest", tmp_path / "out"])
     out = capsys.readouterr().out
     assert "ESC-50 summary" in out and "fold5/test" in out and "siren=2" in out
 
@@ -183,7 +179,7 @@ def test_esc50_folds(tmp_path, capsys):
         labels_csv = (directory / "labels.csv").read_bytes()
         assert labels_csv == (tmp_path / "out" / "fold1" / "labels.csv").read_bytes()
 
-    run_main("prepare_esc50", [root, "--dest", tmp_path / "again"])
+    run_main("esc50", [root, "--dest", tmp_path / "again"])
     assert tree_bytes(tmp_path / "out") == tree_bytes(tmp_path / "again")
 
 
@@ -195,7 +191,7 @@ def test_esc50_unknown_category_is_a_clean_error(tmp_path):
     fields[3] = "dragon"
     lines[2] = ",".join(fields)
     meta.write_text("".join(lines))
-    proc = run_script("prepare_esc50", [root, "--dest", tmp_path / "out"])
+    proc = run_command("esc50", [root, "--dest", tmp_path / "out"], wrapper=True)
     assert proc.returncode == 2
     assert f"{meta}:3: unknown category 'dragon'" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -212,7 +208,7 @@ def test_esc50_inconsistent_target(tmp_path):
     meta.write_text("".join(lines))
     expected = rf"esc50\.csv:5: target {fields[2]} does not match category"
     with pytest.raises(PrepError, match=expected):
-        run_main("prepare_esc50", [root, "--dest", tmp_path / "out"])
+        run_main("esc50", [root, "--dest", tmp_path / "out"])
 
 
 # ------------------------------------------------------------------------------------------
@@ -239,7 +235,7 @@ def _ytid_of(path, ytids):
 def test_audioset_finetune(tmp_path, capsys):
     base, frames = fake.make_audioset(tmp_path / "audioset")
     segments, labels = _audioset_expectations()
-    run_main("prepare_audioset", [base, "--dest", tmp_path / "ft", "--audio-dir", base / "audio"])
+    run_main("audioset", [base, "--dest", tmp_path / "ft", "--audio-dir", base / "audio"])
     out = capsys.readouterr().out
     assert "balanced_train_segments.csv segments without audio (not downloaded): 1" in out
     assert "eval_segments.csv segments without audio (not downloaded): 1" in out
@@ -262,15 +258,15 @@ def test_audioset_finetune(tmp_path, capsys):
     assert any(ytid.startswith("-") for ytid in ids["train"] + ids["valid"])
 
     again = tmp_path / "again"
-    run_main("prepare_audioset", [base, "--dest", again, "--audio-dir", base / "audio"])
+    run_main("audioset", [base, "--dest", again, "--audio-dir", base / "audio"])
     assert tree_bytes(tmp_path / "ft") == tree_bytes(tmp_path / "again")
 
 
 def test_audioset_pretrain(tmp_path):
     base, frames = fake.make_audioset(tmp_path / "audioset")
     segments, labels = _audioset_expectations()
-    run_main("prepare_audioset", [base, "--dest", tmp_path / "ft", "--seed", 3])
-    run_main("prepare_audioset", [base, "--dest", tmp_path / "pt", "--mode=pretrain", "--seed=3"])
+    run_main("audioset", [base, "--dest", tmp_path / "ft", "--seed", 3])
+    run_main("audioset", [base, "--dest", tmp_path / "pt", "--mode=pretrain", "--seed=3"])
     assert sorted(os.listdir(tmp_path / "pt")) == ["train.tsv", "valid.tsv"]
 
     def ytids(directory, split, labelled):
@@ -297,13 +293,13 @@ def test_audioset_unknown_mid_and_unlabelled_segment(tmp_path):
     lines[5] = good.replace("/m/0jbk", "/m/nope")
     csv_path.write_text("".join(lines))
     with pytest.raises(PrepError, match=rf"{csv_path}:6: unknown label id\(s\) /m/nope"):
-        run_main("prepare_audioset", [base, "--dest", tmp_path / "out"])
+        run_main("audioset", [base, "--dest", tmp_path / "out"])
 
     lines[5] = good.split('"')[0] + '""\n'
     csv_path.write_text("".join(lines))
     with pytest.raises(PrepError, match=rf"{csv_path}:6: segment \S+ has no label"):
-        run_main("prepare_audioset", [base, "--dest", tmp_path / "out"])
-    summary = run_main("prepare_audioset", [base, "--dest", tmp_path / "out", "--skip-invalid"])
+        run_main("audioset", [base, "--dest", tmp_path / "out"])
+    summary = run_main("audioset", [base, "--dest", tmp_path / "out", "--skip-invalid"])
     assert summary.problems["segments without labels"] == 1
 
 
@@ -321,7 +317,7 @@ def _speaker(path):
 
 def test_speechcommands_v2(tmp_path, capsys):
     root, frames = fake.make_speechcommands(tmp_path)
-    run_main("prepare_speechcommands", [root, "--dest", tmp_path / "out"])
+    run_main("speechcommands", [root, "--dest", tmp_path / "out"])
     assert "Speech Commands v2 summary" in capsys.readouterr().out
     classes = [name for name, _ in read_labels_csv(tmp_path / "out")]
     assert len(classes) == 35 and classes == sorted(classes) and "_background_noise_" not in classes
@@ -337,9 +333,9 @@ def test_speechcommands_v2(tmp_path, capsys):
     # An unexpected folder: an error, or with --skip-invalid a counted skip.
     fake.FakeWriter(9).clip(root / "banana" / "0a7c2a8d_nohash_0.wav", 16000)
     with pytest.raises(PrepError, match="unexpected folder 'banana'"):
-        run_main("prepare_speechcommands", [root, "--dest", tmp_path / "x"])
+        run_main("speechcommands", [root, "--dest", tmp_path / "x"])
     skip = tmp_path / "skip"
-    summary = run_main("prepare_speechcommands", [root, "--dest", skip, "--skip-invalid"])
+    summary = run_main("speechcommands", [root, "--dest", skip, "--skip-invalid"])
     assert summary.problems["unexpected folders left out"] == 1
     assert (skip / "train.tsv").read_bytes() == (tmp_path / "out" / "train.tsv").read_bytes()
 
@@ -347,7 +343,7 @@ def test_speechcommands_v2(tmp_path, capsys):
 def test_speechcommands_v1_unknown_and_silence(tmp_path):
     root, frames = fake.make_speechcommands(tmp_path)
     dest = tmp_path / "out"
-    run_main("prepare_speechcommands", [root, "--dest", dest, "--version", 1])
+    run_main("speechcommands", [root, "--dest", dest, "--version", 1])
     classes = [name for name, _ in read_labels_csv(dest)]
     assert classes == list(fake.SC_WORDS[:10]) + ["_unknown_", "_silence_"]
     silence = add_silence_frames(dest, frames)
@@ -372,7 +368,7 @@ def test_speechcommands_v1_unknown_and_silence(tmp_path):
     test_root, test_frames = fake.make_speechcommands_test_set(tmp_path)
     frames.update(test_frames)
     args = [root, "--version", 1, "--test-root", test_root, "--silence-clips", 3, 2, 99]
-    run_main("prepare_speechcommands", args + ["--dest", tmp_path / "official"])
+    run_main("speechcommands", args + ["--dest", tmp_path / "official"])
     official = tmp_path / "official"
     add_silence_frames(official, frames)
     test_rows = read_split(official, "test", frames)
@@ -386,11 +382,11 @@ def test_speechcommands_v1_unknown_and_silence(tmp_path):
         assert sum(classes[labels[0]] == "_silence_" for _, labels in rows) == count
     # Silence files live under --dest, so compare a rerun into the same directory.
     first = tree_bytes(official)
-    run_main("prepare_speechcommands", args + ["--dest", official])
+    run_main("speechcommands", args + ["--dest", official])
     assert tree_bytes(official) == first
     # A rerun with fewer silence clips removes the clips it no longer lists.
     fewer = [root, "--version", 1, "--test-root", test_root, "--silence-clips", 1, 1, 0]
-    run_main("prepare_speechcommands", fewer + ["--dest", official])
+    run_main("speechcommands", fewer + ["--dest", official])
     assert len(list((official / "silence").rglob("*.wav"))) == 2
 
 
@@ -399,7 +395,7 @@ def test_speechcommands_listed_clip_missing(tmp_path):
     os.remove(root / "yes" / f"{fake.SC_SPEAKERS[2]}_nohash_0.wav")
     expected = r"testing_list\.txt:1: listed clip .*yes/2c5d8e3f_nohash_0\.wav not found"
     with pytest.raises(PrepError, match=expected):
-        run_main("prepare_speechcommands", [root, "--dest", tmp_path / "out"])
+        run_main("speechcommands", [root, "--dest", tmp_path / "out"])
 
 
 # ------------------------------------------------------------------------------------------
@@ -408,7 +404,7 @@ def test_speechcommands_listed_clip_missing(tmp_path):
 
 def test_voxceleb1_splits(tmp_path, capsys):
     root, frames = fake.make_voxceleb1(tmp_path)
-    run_main("prepare_voxceleb1", [root, "--dest", tmp_path / "out"])
+    run_main("voxceleb1", [root, "--dest", tmp_path / "out"])
     assert "VoxCeleb1 speaker identification summary" in capsys.readouterr().out
     speakers = sorted({speaker for _, speaker, _, _ in fake.VOX_SPLIT})
     assert read_labels_csv(tmp_path / "out") == [(s, s) for s in speakers]
@@ -426,13 +422,13 @@ def test_voxceleb1_splits(tmp_path, capsys):
 
 def test_voxceleb1_missing_file(tmp_path):
     root, frames = fake.make_voxceleb1(tmp_path, missing_line=5)
-    proc = run_script("prepare_voxceleb1", [root, "--dest", tmp_path / "out"])
+    proc = run_command("voxceleb1", [root, "--dest", tmp_path / "out"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     split_file = root / "iden_split.txt"
     missing = root / "wav" / "id10002" / "0_laIeN-Q44" / "00001.wav"
     assert f"{split_file}:5: audio file {missing} not found" in proc.stderr
 
-    summary = run_main("prepare_voxceleb1", [root, "--dest", tmp_path / "out", "--skip-invalid"])
+    summary = run_main("voxceleb1", [root, "--dest", tmp_path / "out", "--skip-invalid"])
     assert summary.problems["missing audio"] == 1
     assert len(read_split(tmp_path / "out", "train", frames)) == 3
 
@@ -443,7 +439,7 @@ def test_voxceleb1_missing_file(tmp_path):
 
 def test_iemocap_folds(tmp_path, capsys):
     root, frames = fake.make_iemocap(tmp_path)
-    run_main("prepare_iemocap", [root, "--dest", tmp_path / "out"])
+    run_main("iemocap", [root, "--dest", tmp_path / "out"])
     out = capsys.readouterr().out
     assert "IEMOCAP emotion recognition summary" in out
     assert "dropped utterances labelled 'fru': 5" in out
@@ -470,7 +466,7 @@ def test_iemocap_folds(tmp_path, capsys):
         # valid: 20% of each class of the 32 training utterances.
         assert Counter(labels[0] for _, labels in splits["valid"]) == {0: 2, 1: 2, 2: 2, 3: 2}
         assert len(splits["train"]) == 24
-    run_main("prepare_iemocap", [root, "--dest", tmp_path / "again"])
+    run_main("iemocap", [root, "--dest", tmp_path / "again"])
     assert tree_bytes(tmp_path / "out") == tree_bytes(tmp_path / "again")
 
 
@@ -478,8 +474,8 @@ def test_iemocap_folds(tmp_path, capsys):
 # Shared helpers
 
 
-def test_prep_utils_helpers(tmp_path):
-    from mae_ast_plugin.data import prep_utils as pu
+def test_prep_common_helpers(tmp_path):
+    from mae_ast_plugin.prep import common as pu
 
     rng = pu.split_rng(0, 1)
     kept, held = pu.holdout(list(range(10)), 0.2, rng)
@@ -514,6 +510,6 @@ def test_iemocap_missing_wav_names_the_annotation_line(tmp_path):
     os.remove(root / "Session2" / "sentences" / "wav" / utterance[:-5] / f"{utterance}.wav")
     annotation = root / "Session2" / "dialog" / "EmoEvaluation" / f"{utterance[:-5]}.txt"
     with pytest.raises(PrepError, match=rf"{annotation}:15: audio file .*{utterance}\.wav not found"):
-        run_main("prepare_iemocap", [root, "--dest", tmp_path / "out"])
-    summary = run_main("prepare_iemocap", [root, "--dest", tmp_path / "out", "--skip-invalid"])
+        run_main("iemocap", [root, "--dest", tmp_path / "out"])
+    summary = run_main("iemocap", [root, "--dest", tmp_path / "out", "--skip-invalid"])
     assert summary.problems["missing audio"] == 1

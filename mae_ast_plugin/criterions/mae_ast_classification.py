@@ -17,7 +17,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
-from ..metrics import mean_average_precision
+from ..evaluation.metrics import mean_average_precision
 
 
 @dataclass

@@ -1,21 +1,21 @@
-#!/usr/bin/env python
-"""K-fold cross-validation of a fine-tuning recipe (ESC-50: 5 folds; IEMOCAP ER: 5 sessions).
+"""``mae-ast-cv``: k-fold cross-validation of a fine-tuning recipe (ESC-50: 5 folds; IEMOCAP ER:
+5 sessions).
 
-    python scripts/run_cv.py --config-name esc50 --data /abs/esc50 --folds 1 2 3 4 5 \
+Example:
+    mae-ast-cv --config-name esc50 --data /abs/esc50 --folds 1 2 3 4 5 \
         --pretrained /abs/pretrain/checkpoint_best.pt --out outputs/finetune/esc50_cv \
         [-- extra hydra overrides]
 
 For each fold k: fine-tune with ``fairseq-hydra-train`` on ``{data}/fold{k}`` (checkpoints
 chosen on that fold's ``valid`` split, as the recipe says), then score ``checkpoint_best.pt``
-once on the fold's ``test`` split with scripts/evaluate.py.  The test fold never chooses a
+once on the fold's ``test`` split with ``mae-ast-evaluate``.  The test fold never chooses a
 checkpoint or an epoch.  Writes ``{out}/fold{k}/metrics.json`` per fold and ``{out}/summary.json``
 with the mean and the sample standard deviation over folds (the layout
-scripts/make_results_table.py reads).  Folds that already have metrics.json are not rerun
+``mae-ast-results-table`` reads).  Folds that already have metrics.json are not rerun
 unless --rerun is given.
 """
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -23,16 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from ..prep.common import atomic_write_json
+from . import evaluate
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout: config/finetune holds the recipes
 HYDRA_TRAIN = str(Path(sys.executable).parent / "fairseq-hydra-train")
-
-
-def load_evaluate():
-    path = Path(__file__).with_name("evaluate.py")
-    spec = importlib.util.spec_from_file_location("mae_ast_evaluate", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def check_overrides(overrides, eval_split: str):
@@ -79,7 +74,12 @@ def summarize(fold_results: dict) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="mae-ast-cv",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config-name", required=True, help="recipe: esc50, iemocap_er, ...")
     parser.add_argument("--data", required=True, help="directory holding fold{k}/ data directories")
     parser.add_argument("--pretrained", required=True, help="pretraining checkpoint")
@@ -93,7 +93,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_overrides(args.overrides, args.eval_split)
 
-    evaluate = load_evaluate()
     out = Path(args.out).resolve()
     fold_results = {}
     for fold in args.folds:
@@ -119,7 +118,7 @@ def main(argv=None):
 
     summary = summarize(fold_results)
     summary_path = out / "summary.json"
-    evaluate.write_json(summary_path, summary)
+    atomic_write_json(summary_path, summary)
     print(f"{summary['metric']} over {summary['num_folds']} folds: {summary['value']:.4f} "
           f"± {summary['std']:.4f} (sample std) -> {summary_path}")
     return 0

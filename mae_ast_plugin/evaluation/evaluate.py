@@ -1,58 +1,35 @@
-#!/usr/bin/env python
-"""Score a fine-tuned checkpoint on one split: accuracy (single-label) or mAP (multi-label).
+"""``mae-ast-evaluate``: score a fine-tuned checkpoint on one split: accuracy (single-label)
+or mAP (multi-label).
 
-    python scripts/evaluate.py CHECKPOINT DATA_DIR --split test --out metrics.json
-    python scripts/evaluate.py CHECKPOINT DATA_DIR/test.tsv --out metrics.json
+Examples:
+    mae-ast-evaluate CHECKPOINT DATA_DIR --split test --out metrics.json
+    mae-ast-evaluate CHECKPOINT DATA_DIR/test.tsv --out metrics.json
 
 DATA_DIR holds ``{split}.tsv``, ``{split}.lbl`` and ``labels.csv`` (the same class list as the
 checkpoint's).  Writes ``metrics.json`` with the overall score, per-class scores (accuracy or
 AP, and support) and the Table 1 column and model row it belongs to (for
-``scripts/make_results_table.py``), and for single-label tasks a confusion-matrix PNG beside it.
+``mae-ast-results-table``), and for single-label tasks a confusion-matrix PNG beside it.
 Files are written atomically.
 """
 
 import argparse
-import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mae_ast_plugin import metrics  # noqa: E402
-from mae_ast_plugin.predict import (  # noqa: E402
+from ..predict import (
     benchmark_of,
     class_probabilities,
     describe_model,
     load_classifier,
 )
+from ..prep.common import atomic_target, atomic_write_json
+from . import metrics
 
-logger = logging.getLogger("evaluate")
-
-
-def atomic_write(path: Path, write):
-    """Call ``write(temporary_path)``, then move the file into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix
-    )
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def write_json(path: Path, content: dict):
-    text = json.dumps(content, indent=1) + "\n"
-    atomic_write(path, lambda temporary: Path(temporary).write_text(text))
+logger = logging.getLogger("mae_ast_plugin.evaluate")
 
 
 def split_location(data: str, split: str):
@@ -106,7 +83,8 @@ def plot_confusion(confusion: np.ndarray, names, path: Path, title: str):
         axes.set_yticks(range(len(names)), names, fontsize=7)
     figure.colorbar(image, ax=axes, fraction=0.046, label="fraction of the true class")
     figure.tight_layout()
-    atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=100, format="png"))
+    with atomic_target(path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
     plt.close(figure)
 
 
@@ -168,14 +146,19 @@ def evaluate(
     result["per_class"] = per_class
 
     out = Path(out)
-    write_json(out, result)
+    atomic_write_json(out, result)
     logger.info("%s on %s/%s: %s = %.4f (%d clips) -> %s", checkpoint, data_dir, split,
                 result["metric"], result["value"], num_clips, out)
     return result
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="mae-ast-evaluate",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("checkpoint", help="fine-tuned checkpoint (checkpoint_best.pt)")
     parser.add_argument("data", help="data directory, or the {split}.tsv manifest to score")
     parser.add_argument("--split", default="test", help="split to score (ignored for a .tsv path)")

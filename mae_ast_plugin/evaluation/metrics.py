@@ -1,6 +1,6 @@
 """Classification metrics: accuracy, average precision, mAP, confusion matrix (numpy only).
 
-Used by the fine-tuning criterion (on the whole validation set), ``scripts/evaluate.py`` and the
+Used by the fine-tuning criterion (on the whole validation set), ``mae-ast-evaluate`` and the
 tests.  Values are fractions in [0, 1]; tables multiply by 100.
 """
 

@@ -1,10 +1,11 @@
-#!/usr/bin/env python
-"""Our scores beside the paper's, laid out like Table 1 of the MAE-AST paper.
+"""``mae-ast-results-table``: our scores beside the paper's, laid out like Table 1 of the MAE-AST
+paper.
 
-    python scripts/make_results_table.py outputs/**/metrics*.json outputs/*_cv/summary.json \
+Example:
+    mae-ast-results-table outputs/**/metrics*.json outputs/*_cv/summary.json \
         --out results.md
 
-Reads metrics files written by scripts/evaluate.py or summary files of scripts/run_cv.py (keys
+Reads metrics files written by ``mae-ast-evaluate`` or summary files of ``mae-ast-cv`` (keys
 ``benchmark``, ``model``, ``value`` and, for cross-validation, ``std``), groups them into one row
 per model (name, encoder layers, masking) and writes a Markdown table with the paper's six rows
 first, then ours, each followed by its difference to the paper's row of the same model when there
@@ -13,10 +14,10 @@ is one.  Scores are percentages (accuracy, or mAP for AS).
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from ..prep.common import atomic_write_text
 
 COLUMNS = ["AS", "ESC", "KS2", "KS1", "SID", "ER"]
 
@@ -39,7 +40,7 @@ def read_results(paths):
         column = result.get("benchmark")
         if column not in COLUMNS:
             raise SystemExit(f"{path}: benchmark {column!r} is not a Table 1 column {COLUMNS} "
-                             "(rerun evaluate.py with --benchmark)")
+                             "(rerun mae-ast-evaluate with --benchmark)")
         model = result["model"]
         key = (model["name"], int(model["encoder_layers"]), model["masking"])
         std = result.get("std")
@@ -89,17 +90,17 @@ def make_table(rows) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="mae-ast-results-table",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("results", nargs="+", help="metrics.json / summary.json files")
     parser.add_argument("--out", default="results.md", help="Markdown file to write")
     args = parser.parse_args(argv)
     table = make_table(read_results(args.results))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.write(table)
-    os.replace(temporary, out)
+    atomic_write_text(args.out, table)
     print(table, end="")
     return 0
 

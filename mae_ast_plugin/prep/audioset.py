@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write AudioSet manifests for fine-tuning (AudioSet-20K) or pretraining.
 
 ROOT holds the official csvs: ``balanced_train_segments.csv``,
@@ -23,19 +22,14 @@ incomplete.  The held-out part is drawn from the listed segments, not from the d
 so a clip's split does not change when more audio is downloaded.
 
 Example (from the repository root):
-    python scripts/prepare_audioset.py /data/audioset --audio-dir /data/audioset/audio \\
+    mae-ast-prepare audioset /data/audioset --audio-dir /data/audioset/audio \\
         --dest manifests/audioset_20k --mode finetune
 """
 
 import csv
-import importlib.util
 import os
-import sys
 
-if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use this checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mae_ast_plugin.data.prep_utils import (  # noqa: E402
+from .common import (
     LABELS_HEADER,
     ClassInfo,
     Entry,
@@ -47,7 +41,6 @@ from mae_ast_plugin.data.prep_utils import (  # noqa: E402
     holdout,
     make_parser,
     measure_clips,
-    run_cli,
     split_rng,
     write_outputs,
 )
@@ -59,8 +52,8 @@ CLASS_CSV = "class_labels_indices.csv"
 YTID_LENGTH = 11  # YouTube ids are 11 characters of [A-Za-z0-9_-]
 
 
-def get_parser():
-    parser = make_parser(__doc__, "directory holding the AudioSet segment and class csvs")
+def get_parser(prog=None):
+    parser = make_parser(__doc__, prog, "directory holding the AudioSet segment and class csvs")
     parser.add_argument(
         "--mode", choices=("finetune", "pretrain"), default="finetune",
         help="labelled AudioSet-20K splits or unlabelled pretraining splits (default: %(default)s)",
@@ -172,7 +165,7 @@ def entries_for(segments, audio_of, summary: PrepSummary, csv_name: str):
     return entries
 
 
-def main(args):
+def prepare(args):
     root = existing_dir(args.root, "AudioSet root")
     audio_dir = existing_dir(args.audio_dir or root, "AudioSet audio directory")
     finetune = args.mode == "finetune"
@@ -221,6 +214,3 @@ def main(args):
     summary.print()
     return summary
 
-
-if __name__ == "__main__":
-    run_cli(get_parser, main)

@@ -1,6 +1,7 @@
-"""Shared helpers for the dataset preparation scripts in ``scripts/prepare_*.py``.
+"""Shared helpers of the dataset preparation modules ``mae_ast_plugin/prep/<dataset>.py``
+(command: ``mae-ast-prepare DATASET``), and the atomic file writers every tool uses.
 
-Every script turns a downloaded dataset into the files the plugin reads:
+Every dataset module turns a downloaded dataset into the files the plugin reads:
 
 * ``{split}.tsv``: fairseq manifest; line 1 is the absolute audio root, then
   ``relative/path<TAB>num_samples`` with ``num_samples = soundfile.info(path).frames``
@@ -19,6 +20,7 @@ lists are sorted and every random choice comes from :func:`split_rng`.
 """
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -81,9 +83,11 @@ class Clip:
 # Command line
 
 
-def make_parser(description: str, root_help: str) -> argparse.ArgumentParser:
-    """The options every prep script shares; scripts add their own after these."""
+def make_parser(description: str, prog: Optional[str], root_help: str) -> argparse.ArgumentParser:
+    """The options every dataset shares; each dataset module adds its own after these.
+    ``prog`` is the command name shown in usage and errors (``mae-ast-prepare esc50``)."""
     parser = argparse.ArgumentParser(
+        prog=prog,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -110,16 +114,20 @@ def make_parser(description: str, root_help: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_cli(get_parser: Callable[[], argparse.ArgumentParser], main, argv=None) -> None:
-    """Entry point of a script: parse, run ``main(args)``, turn :class:`PrepError` into a
-    clean ``prog: error: message`` on stderr and exit status 2 (argparse's own convention)."""
-    parser = get_parser()
+def run_cli(
+    get_parser: Callable[..., argparse.ArgumentParser], main, argv=None, prog=None
+) -> int:
+    """Entry point of a command: parse, run ``main(args)``, turn :class:`PrepError` into a
+    clean ``prog: error: message`` on stderr and exit status 2 (argparse's own convention).
+    Returns 0 on success."""
+    parser = get_parser(prog)
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO, stream=sys.stderr)
     try:
         main(args)
     except PrepError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+    return 0
 
 
 def existing_dir(path: str, what: str) -> str:
@@ -331,7 +339,7 @@ def stratified_holdout(
 
 
 @contextmanager
-def _atomic_target(path: str):
+def atomic_target(path: str):
     """Yield a temporary path in ``path``'s directory; on success it replaces ``path`` with
     ``os.replace``, so a reader (or a crash) never sees a half-written file."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -347,7 +355,7 @@ def _atomic_target(path: str):
 
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` atomically."""
-    with _atomic_target(path) as temporary:
+    with atomic_target(path) as temporary:
         # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files.
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
@@ -356,9 +364,15 @@ def atomic_write_text(path: str, text: str) -> None:
             os.fsync(handle.fileno())
 
 
+def atomic_write_json(path: str, content) -> None:
+    """Write ``content`` as strict JSON (``allow_nan=False``: a NaN or infinity is a
+    ``ValueError`` here, never a non-standard ``NaN`` token in the file) atomically."""
+    atomic_write_text(path, json.dumps(content, indent=1, allow_nan=False) + "\n")
+
+
 def atomic_write_audio(path: str, data: np.ndarray, sample_rate: int, subtype="PCM_16") -> None:
     """Write a wav file to ``path`` atomically."""
-    with _atomic_target(path) as temporary:
+    with atomic_target(path) as temporary:
         soundfile.write(temporary, data, sample_rate, subtype=subtype, format="WAV")
 
 

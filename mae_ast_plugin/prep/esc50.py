@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write 5-fold cross-validation manifests for ESC-50 (environmental sound classification).
 
 ROOT is the extracted ESC-50 repository: ``meta/esc50.csv``
@@ -15,18 +14,13 @@ Classes are the 50 ESC-50 categories, index = ``target``; ``labels.csv`` uses th
 name as both mid and display name.
 
 Example (from the repository root):
-    python scripts/prepare_esc50.py /data/ESC-50-master --dest manifests/esc50
+    mae-ast-prepare esc50 /data/ESC-50-master --dest manifests/esc50
 """
 
 import csv
-import importlib.util
 import os
-import sys
 
-if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use this checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mae_ast_plugin.data.prep_utils import (  # noqa: E402
+from .common import (
     ClassInfo,
     Entry,
     PrepError,
@@ -35,7 +29,6 @@ from mae_ast_plugin.data.prep_utils import (  # noqa: E402
     existing_file,
     make_parser,
     measure_clips,
-    run_cli,
     split_rng,
     stratified_holdout,
     write_outputs,
@@ -57,8 +50,8 @@ NUM_FOLDS = 5
 REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
 
 
-def get_parser():
-    parser = make_parser(__doc__, "ESC-50 directory (holds meta/esc50.csv and audio/)")
+def get_parser(prog=None):
+    parser = make_parser(__doc__, prog, "ESC-50 directory (holds meta/esc50.csv and audio/)")
     parser.add_argument(
         "--valid-fraction",
         type=float,
@@ -103,7 +96,7 @@ def read_metadata(csv_path: str, audio_dir: str):
     return rows
 
 
-def main(args):
+def prepare(args):
     root = existing_dir(args.root, "ESC-50 root")
     csv_path = existing_file(os.path.join(root, "meta", "esc50.csv"), "ESC-50 metadata")
     audio_dir = existing_dir(os.path.join(root, "audio"), "ESC-50 audio directory")
@@ -132,6 +125,3 @@ def main(args):
     summary.print()
     return summary
 
-
-if __name__ == "__main__":
-    run_cli(get_parser, main)

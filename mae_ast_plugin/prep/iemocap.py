@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write emotion-recognition manifests for IEMOCAP (SUPERB's 4-class, 5-fold protocol).
 
 ROOT is ``IEMOCAP_full_release/`` with ``Session{1..5}/sentences/wav/{dialog}/{utt}.wav`` and
@@ -11,19 +10,14 @@ gets ``train``, ``valid``, ``test`` (``.tsv`` + ``.lbl``) and ``labels.csv``: te
 valid = a deterministic, class-stratified 20% of the other four sessions, train = the rest.
 
 Example (from the repository root):
-    python scripts/prepare_iemocap.py /data/IEMOCAP_full_release --dest manifests/iemocap
+    mae-ast-prepare iemocap /data/IEMOCAP_full_release --dest manifests/iemocap
 """
 
-import importlib.util
 import os
 import re
-import sys
 from collections import Counter
 
-if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use this checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mae_ast_plugin.data.prep_utils import (  # noqa: E402
+from .common import (
     ClassInfo,
     Entry,
     PrepError,
@@ -31,7 +25,6 @@ from mae_ast_plugin.data.prep_utils import (  # noqa: E402
     existing_dir,
     make_parser,
     measure_clips,
-    run_cli,
     split_rng,
     stratified_holdout,
     write_outputs,
@@ -44,8 +37,8 @@ EMOTION_TO_CLASS = {"neu": "neu", "hap": "hap", "exc": "hap", "ang": "ang", "sad
 UTTERANCE_LINE = re.compile(r"^\[[\d.]+ - [\d.]+\]\t(\S+)\t(\S+)\t")
 
 
-def get_parser():
-    parser = make_parser(__doc__, "IEMOCAP_full_release directory (holds Session1..Session5)")
+def get_parser(prog=None):
+    parser = make_parser(__doc__, prog, "IEMOCAP_full_release directory (holds Session1..Session5)")
     parser.add_argument(
         "--valid-fraction",
         type=float,
@@ -92,7 +85,7 @@ def read_session(root: str, session: int, summary: PrepSummary, kept: Counter):
     return sorted(entries, key=lambda entry: entry.path)
 
 
-def main(args):
+def prepare(args):
     root = existing_dir(args.root, "IEMOCAP root")
     summary = PrepSummary("IEMOCAP emotion recognition")
     session_clips, kept = {}, Counter()
@@ -118,6 +111,3 @@ def main(args):
     summary.print()
     return summary
 
-
-if __name__ == "__main__":
-    run_cli(get_parser, main)

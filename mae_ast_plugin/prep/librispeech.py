@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write pretraining manifests (``train.tsv``, ``valid.tsv``) for LibriSpeech.
 
 ROOT is the directory that holds the extracted subsets (``train-clean-100/``, ``dev-clean/``...,
@@ -8,17 +7,12 @@ each ``{speaker}/{chapter}/{speaker}-{chapter}-{utt}.flac``), or its parent that
 on the audio alone.
 
 Example (from the repository root):
-    python scripts/prepare_librispeech.py /data/LibriSpeech --dest manifests/librispeech
+    mae-ast-prepare librispeech /data/LibriSpeech --dest manifests/librispeech
 """
 
-import importlib.util
 import os
-import sys
 
-if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use this checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mae_ast_plugin.data.prep_utils import (  # noqa: E402
+from .common import (
     Entry,
     PrepError,
     PrepSummary,
@@ -26,7 +20,6 @@ from mae_ast_plugin.data.prep_utils import (  # noqa: E402
     find_audio_files,
     make_parser,
     measure_clips,
-    run_cli,
     write_outputs,
 )
 
@@ -34,8 +27,8 @@ TRAIN_SUBSETS = ("train-clean-100", "train-clean-360", "train-other-500")
 VALID_SUBSETS = ("dev-clean",)
 
 
-def get_parser():
-    parser = make_parser(__doc__, "LibriSpeech directory (or its parent)")
+def get_parser(prog=None):
+    parser = make_parser(__doc__, prog, "LibriSpeech directory (or its parent)")
     parser.add_argument(
         "--train-subsets",
         nargs="+",
@@ -80,7 +73,7 @@ def subset_entries(base: str, subsets, ext: str):
     return entries
 
 
-def main(args):
+def prepare(args):
     base = librispeech_dir(args.root)
     train_subsets = args.train_subsets
     if not train_subsets:
@@ -108,6 +101,3 @@ def main(args):
     summary.print()
     return summary
 
-
-if __name__ == "__main__":
-    run_cli(get_parser, main)

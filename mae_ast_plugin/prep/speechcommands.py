@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write keyword-spotting manifests for Google Speech Commands v2 (35 words) or v1 (SUPERB's
 12-class task).
 
@@ -22,24 +21,19 @@ class including _silence_ and _unknown_), test is that set and testing_list.txt 
 The manifest root is the deepest directory holding every clip (ROOT itself for v2).
 
 Example (from the repository root):
-    python scripts/prepare_speechcommands.py /data/speech_commands_v0.02 --dest manifests/sc2
-    python scripts/prepare_speechcommands.py /data/speech_commands_v0.01 --version 1 \\
+    mae-ast-prepare speechcommands /data/speech_commands_v0.02 --dest manifests/sc2
+    mae-ast-prepare speechcommands /data/speech_commands_v0.01 --version 1 \\
         --test-root /data/speech_commands_test_set_v0.01 --dest manifests/sc1
 """
 
-import importlib.util
 import os
 import re
-import sys
 from collections import Counter
 
 import numpy as np
 import soundfile
 
-if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use this checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mae_ast_plugin.data.prep_utils import (  # noqa: E402
+from .common import (
     ClassInfo,
     Entry,
     PrepError,
@@ -50,7 +44,6 @@ from mae_ast_plugin.data.prep_utils import (  # noqa: E402
     find_audio_files,
     make_parser,
     measure_clips,
-    run_cli,
     split_rng,
     write_outputs,
 )
@@ -70,8 +63,8 @@ NOISE_PARTS = {"train": (0.0, 0.8), "valid": (0.8, 0.9), "test": (0.9, 1.0)}
 SILENCE_SECONDS = 1.0
 
 
-def get_parser():
-    parser = make_parser(__doc__, "Speech Commands directory (word folders and the split lists)")
+def get_parser(prog=None):
+    parser = make_parser(__doc__, prog, "Speech Commands directory (word folders and the split lists)")
     parser.add_argument(
         "--version", type=int, choices=(1, 2), default=2,
         help="2: 35-word task; 1: SUPERB's 12-class task (default: %(default)s)",
@@ -236,7 +229,7 @@ def remove_stale_silence(silence_dir: str, current) -> None:
             os.remove(path)
 
 
-def main(args):
+def prepare(args):
     root = existing_dir(args.root, "Speech Commands root")
     if args.version == 2 and (args.test_root or args.silence_clips):
         raise PrepError("--test-root and --silence-clips apply to --version 1 only")
@@ -271,6 +264,3 @@ def main(args):
     summary.print()
     return summary
 
-
-if __name__ == "__main__":
-    run_cli(get_parser, main)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write speaker-identification manifests for VoxCeleb1 (the official identification split).
 
 ROOT holds ``iden_split.txt`` (lines ``1 id10003/na8-QEFmj44/00003.wav``: 1 = train,
@@ -10,17 +9,12 @@ A listed file that is missing is an error naming the ``iden_split.txt`` line, or
 ``--skip-invalid`` is left out and counted in the summary.
 
 Example (from the repository root):
-    python scripts/prepare_voxceleb1.py /data/voxceleb1 --dest manifests/voxceleb1
+    mae-ast-prepare voxceleb1 /data/voxceleb1 --dest manifests/voxceleb1
 """
 
-import importlib.util
 import os
-import sys
 
-if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use this checkout
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mae_ast_plugin.data.prep_utils import (  # noqa: E402
+from .common import (
     ClassInfo,
     Entry,
     PrepError,
@@ -29,15 +23,14 @@ from mae_ast_plugin.data.prep_utils import (  # noqa: E402
     existing_file,
     make_parser,
     measure_clips,
-    run_cli,
     write_outputs,
 )
 
 SPLIT_CODES = {"1": "train", "2": "valid", "3": "test"}
 
 
-def get_parser():
-    parser = make_parser(__doc__, "VoxCeleb1 directory (holds iden_split.txt and wav/)")
+def get_parser(prog=None):
+    parser = make_parser(__doc__, prog, "VoxCeleb1 directory (holds iden_split.txt and wav/)")
     parser.add_argument(
         "--split-file", help="identification split list (default: ROOT/iden_split.txt)"
     )
@@ -73,7 +66,7 @@ def read_split_file(path: str):
     return listed
 
 
-def main(args):
+def prepare(args):
     root = existing_dir(args.root, "VoxCeleb1 root")
     split_file = existing_file(
         args.split_file or os.path.join(root, "iden_split.txt"), "VoxCeleb1 split list"
@@ -101,6 +94,3 @@ def main(args):
     summary.print()
     return summary
 
-
-if __name__ == "__main__":
-    run_cli(get_parser, main)

@@ -1,0 +1,7 @@
+"""Thin wrapper kept for the paths the docs and users name: same as ``mae-ast-results-table``
+(mae_ast_plugin/evaluation/results_table.py); ``--help`` lists the options."""
+import sys
+
+from mae_ast_plugin.evaluation.results_table import main
+
+sys.exit(main())

@@ -1,0 +1,7 @@
+"""Thin wrapper kept for the paths the docs and users name: same as ``mae-ast-prepare esc50``
+(mae_ast_plugin/prep/esc50.py); ``--help`` lists the options."""
+import sys
+
+from mae_ast_plugin.prep.cli import main
+
+sys.exit(main(["esc50", *sys.argv[1:]]))

@@ -1,0 +1,7 @@
+"""Thin wrapper kept for the paths the docs and users name: same as ``mae-ast-prepare iemocap``
+(mae_ast_plugin/prep/iemocap.py); ``--help`` lists the options."""
+import sys
+
+from mae_ast_plugin.prep.cli import main
+
+sys.exit(main(["iemocap", *sys.argv[1:]]))

@@ -1,0 +1,7 @@
+"""Thin wrapper kept for the paths the docs and users name: same as ``mae-ast-prepare librispeech``
+(mae_ast_plugin/prep/librispeech.py); ``--help`` lists the options."""
+import sys
+
+from mae_ast_plugin.prep.cli import main
+
+sys.exit(main(["librispeech", *sys.argv[1:]]))

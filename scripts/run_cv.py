@@ -1,0 +1,7 @@
+"""Thin wrapper kept for the paths the docs and users name: same as ``mae-ast-cv``
+(mae_ast_plugin/evaluation/cv.py); ``--help`` lists the options."""
+import sys
+
+from mae_ast_plugin.evaluation.cv import main
+
+sys.exit(main())

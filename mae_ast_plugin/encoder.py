@@ -9,7 +9,6 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import torch
@@ -31,7 +30,7 @@ class EncoderOutput:
     padding_mask: torch.Tensor  # (B, L) bool, True at padding tokens
 
 
-Waveforms = Union[torch.Tensor, np.ndarray, Sequence[torch.Tensor | np.ndarray]]
+Waveforms = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
 
 
 class MaeAstEncoder:

@@ -1,5 +1,6 @@
-"""Thin wrapper kept for the paths the docs and users name: same as ``mae-ast-prepare speechcommands``
-(mae_ast_plugin/prep/speechcommands.py); ``--help`` lists the options."""
+"""Thin wrapper kept for the paths the docs and users name: same as
+``mae-ast-prepare speechcommands`` (mae_ast_plugin/prep/speechcommands.py); ``--help`` lists the
+options."""
 import sys
 
 from mae_ast_plugin.prep.cli import main

@@ -10,6 +10,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 
@@ -21,11 +22,12 @@ if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use thi
 import fake_datasets as fake  # noqa: E402
 
 from mae_ast_plugin.prep.common import PrepError  # noqa: E402
+
 SPLITS = ("train", "valid", "test")
 
 
 def run_main(name, argv):
-    """``prepare(args)`` of ``mae_ast_plugin.prep.{name}``: returns its summary, raises PrepError."""
+    """``prepare(args)`` of ``mae_ast_plugin.prep.{name}``: its summary; raises PrepError."""
     module = importlib.import_module(f"mae_ast_plugin.prep.{name}")
     return module.prepare(module.get_parser().parse_args([str(arg) for arg in argv]))
 
@@ -61,7 +63,7 @@ def read_split(directory, split, frames, labelled=True):
     label_lines = (Path(directory) / f"{split}.lbl").read_text().splitlines()
     assert len(label_lines) == len(rows)
     labels = [tuple(int(index) for index in line.split(",")) for line in label_lines]
-    return list(zip(rows, labels))
+    return list(zip(rows, labels, strict=True))
 
 
 def read_labels_csv(directory):
@@ -172,9 +174,10 @@ def test_esc50_folds(tmp_path, capsys):
         assert folds["test"] == {str(fold)}
         assert str(fold) not in folds["train"] | folds["valid"]
         assert len(splits["test"]) == 6
-        # valid: 1/8 of each class's 8 clips in the other folds, the rest in train.
-        assert Counter(labels[0] for _, labels in splits["valid"]) == {0: 1, 42: 1, 49: 1}
-        assert len(splits["train"]) == 21
+        # valid: 1/8 of each class's 8 clips in the other folds, rounded up to one whole source
+        # recording (its two takes); the rest in train.
+        assert Counter(labels[0] for _, labels in splits["valid"]) == {0: 2, 42: 2, 49: 2}
+        assert len(splits["train"]) == 18
         assert not {p for p, _ in splits["train"]} & {p for p, _ in splits["valid"]}
         labels_csv = (directory / "labels.csv").read_bytes()
         assert labels_csv == (tmp_path / "out" / "fold1" / "labels.csv").read_bytes()
@@ -247,11 +250,17 @@ def test_audioset_finetune(tmp_path, capsys):
     evaluation = {ytid for ytid, _ in segments["eval_segments.csv"]} - {"--ev03QrStU"}
     assert set(ids["train"]) | set(ids["valid"]) == balanced
     assert not set(ids["train"]) & set(ids["valid"])
-    assert len(ids["valid"]) == 1  # round(0.1 * 12 listed)
+    # at least one listed clip of every class in valid (a 10% share of 12 would be 1 clip); the
+    # class of bal03AbCdEf (Music), whose audio is missing, has no clip left, and the summary
+    # says so
+    valid_classes = {label for _, row_labels in rows["valid"] for label in row_labels}
+    assert valid_classes == {0, 1, 2} and len(ids["valid"]) == 3
+    assert "valid: 1 class(es) of train have no clip here (too few" in out
+    assert out.rstrip().endswith("its audio is missing): Music")
     assert set(ids["eval"]) == evaluation
     for split, split_rows in rows.items():
         check_valid_labels(split_rows, len(fake.AUDIOSET_CLASSES))
-        for ytid, (_, row_labels) in zip(ids[split], split_rows):
+        for ytid, (_, row_labels) in zip(ids[split], split_rows, strict=True):
             assert row_labels == labels[ytid]
     multi_label = (0, 1, 3)  # bal01AbCdEf's three classes on one line
     assert multi_label in [row_labels for _, row_labels in rows["train"] + rows["valid"]]
@@ -343,7 +352,7 @@ def test_speechcommands_v2(tmp_path, capsys):
 def test_speechcommands_v1_unknown_and_silence(tmp_path):
     root, frames = fake.make_speechcommands(tmp_path)
     dest = tmp_path / "out"
-    run_main("speechcommands", [root, "--dest", dest, "--version", 1])
+    run_main("speechcommands", [root, "--dest", dest, "--version", 1, "--test-from-testing-list"])
     classes = [name for name, _ in read_labels_csv(dest)]
     assert classes == list(fake.SC_WORDS[:10]) + ["_unknown_", "_silence_"]
     silence = add_silence_frames(dest, frames)
@@ -388,6 +397,27 @@ def test_speechcommands_v1_unknown_and_silence(tmp_path):
     fewer = [root, "--version", 1, "--test-root", test_root, "--silence-clips", 1, 1, 0]
     run_main("speechcommands", fewer + ["--dest", official])
     assert len(list((official / "silence").rglob("*.wav"))) == 2
+
+
+def test_speechcommands_v1_needs_superbs_test_set(tmp_path):
+    """The README's v1 command builds SUPERB's test set, or stops saying where to get it."""
+    root, frames = fake.make_speechcommands(tmp_path)
+    proc = run_command("speechcommands", [root, "--version", 1, "--dest", tmp_path / "out"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "speech_commands_test_set_v0.01.tar.gz" in proc.stderr and "--test-root" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    test_root, test_frames = fake.make_speechcommands_test_set(tmp_path)
+    frames.update(test_frames)
+    args = [root, "--version", 1, "--test-root", test_root, "--dest", tmp_path / "out"]
+    summary = run_main("speechcommands", args)
+    test_rows = read_split(tmp_path / "out", "test", frames)
+    test_dirs = {Path(path).parent.parent for path, _ in test_rows}
+    assert test_dirs == {test_root}  # every test clip from SUPERB's set, none from testing_list
+    assert "speakers in both train and valid: 0" in summary.notes
+    assert "speakers in both train and test: 0" in summary.notes
+    with pytest.raises(PrepError, match="not both"):
+        run_main("speechcommands", [root, "--version", 1, "--test-root", test_root,
+                                    "--test-from-testing-list", "--dest", tmp_path / "x"])
 
 
 def test_speechcommands_listed_clip_missing(tmp_path):
@@ -478,12 +508,18 @@ def test_prep_common_helpers(tmp_path):
     from mae_ast_plugin.prep import common as pu
 
     rng = pu.split_rng(0, 1)
-    kept, held = pu.holdout(list(range(10)), 0.2, rng)
+
+    def holdout(items, fraction):
+        kept, held, too_rare = pu.grouped_stratified_holdout(items, fraction, rng, lambda x: x)
+        assert too_rare == []
+        return kept, held
+
+    kept, held = holdout(list(range(10)), 0.2)
     assert len(held) == 2 and sorted(kept + held) == list(range(10)) and held == sorted(held)
-    assert pu.holdout([7], 0.5, rng) == ([7], [])  # a lone item is never held out
-    assert len(pu.holdout([1, 2], 0.01, rng)[1]) == 1  # at least one, never all
+    assert holdout([7], 0.5) == ([7], [])  # a lone group is never held out
+    assert len(holdout([1, 2], 0.01)[1]) == 1  # at least one, never all
     with pytest.raises(PrepError, match="fraction"):
-        pu.holdout([1, 2], 1.0, rng)
+        holdout([1, 2], 1.0)
 
     clips = [
         pu.Clip(str(tmp_path / "a" / "x.wav"), 5, (0, 2)),
@@ -504,12 +540,79 @@ def test_prep_common_helpers(tmp_path):
     assert read_labels_csv(tmp_path / "out") == [("/m/1", 'Say "hi", twice')]
 
 
+def test_grouped_stratified_holdout_keeps_groups_and_covers_classes():
+    """Multi-label items in groups: no group on both sides, every class of kept in held out
+    (about its share), and a class found in one group only is kept and reported."""
+    from mae_ast_plugin.prep.common import grouped_stratified_holdout, split_rng
+
+    rng = np.random.default_rng(5)
+    items = []  # (group, labels)
+    for group in range(60):
+        labels = tuple(sorted({int(c) for c in rng.integers(0, 6, size=rng.integers(1, 3))}))
+        items += [(f"g{group}", labels)] * int(rng.integers(1, 4))
+    items += [("g-rare", (6,)), ("g-rare", (6, 0))]  # class 6: a single group
+    items += [("g-pair1", (7,)), ("g-pair2", (7,))]  # class 7: two groups, one each side
+    kept, held, too_rare = grouped_stratified_holdout(
+        items, 0.2, split_rng(0), group_of=lambda item: item[0], labels_of=lambda item: item[1]
+    )
+    assert sorted(kept + held) == sorted(items)
+    assert not {g for g, _ in kept} & {g for g, _ in held}
+    kept_classes = Counter(c for _, labels in kept for c in labels)
+    held_classes = Counter(c for _, labels in held for c in labels)
+    assert too_rare == [6] and 6 in kept_classes and 6 not in held_classes
+    assert set(kept_classes) - {6} <= set(held_classes)
+    for label in range(6):  # about 20% of each common class, to within a group or two
+        share = held_classes[label] / (held_classes[label] + kept_classes[label])
+        assert 0.1 <= share <= 0.35, (label, share)
+    assert held_classes[7] == 1 and kept_classes[7] == 1
+    again = grouped_stratified_holdout(
+        items, 0.2, split_rng(0), group_of=lambda item: item[0], labels_of=lambda item: item[1]
+    )
+    assert again == (kept, held, too_rare)
+
+
+def test_esc50_valid_never_shares_a_source_recording(tmp_path, capsys):
+    """Case 01 of issue 10: takes of one source recording on both sides of train/valid."""
+    root, frames = fake.make_esc50(tmp_path, sources=4, rare="siren")
+    run_main("esc50", [root, "--dest", tmp_path / "out"])
+    out = capsys.readouterr().out
+
+    def source(path):  # {fold}-{src_file}-{take}-{target}.wav
+        return Path(path).name.split("-")[1]
+
+    for fold in range(1, 6):
+        splits = {s: read_split(tmp_path / "out" / f"fold{fold}", s, frames) for s in SPLITS}
+        sources = {s: {source(p) for p, _ in rows} for s, rows in splits.items()}
+        assert not sources["train"] & sources["valid"] and not sources["train"] & sources["test"]
+        train_classes = {labels[0] for _, labels in splits["train"]}
+        valid_classes = {labels[0] for _, labels in splits["valid"]}
+        if fold == 1:  # siren (42) is only in fold 1: absent from training, nothing to report
+            assert train_classes == valid_classes == {0, 49}
+            assert "fold1/valid: " not in out
+        else:  # siren has one source in training: kept there, and the summary says so
+            assert train_classes - valid_classes == {42} and valid_classes == {0, 49}
+            assert f"fold{fold}/valid: 1 class(es) of train have no clip here" in out
+            assert out.split(f"fold{fold}/valid: 1 class(es)")[1].split("\n")[0].endswith("siren")
+
+
+def test_iemocap_valid_holds_whole_dialogues(tmp_path):
+    root, frames = fake.make_iemocap(tmp_path, dialogs=5)
+    run_main("iemocap", [root, "--dest", tmp_path / "out"])
+    for fold in range(1, 6):
+        splits = {s: read_split(tmp_path / "out" / f"fold{fold}", s, frames) for s in SPLITS}
+        dialogs = {s: {Path(p).parent.name for p, _ in rows} for s, rows in splits.items()}
+        assert not dialogs["train"] & dialogs["valid"]
+        assert len(dialogs["valid"]) == 4  # 20% of the 20 training dialogues
+        assert {labels[0] for _, labels in splits["valid"]} == {0, 1, 2, 3}
+
+
 def test_iemocap_missing_wav_names_the_annotation_line(tmp_path):
     root, _ = fake.make_iemocap(tmp_path)
     utterance = fake.iemocap_utterance(2, 3)  # 4th utterance: line 3 + 4 * 3 of its file
     os.remove(root / "Session2" / "sentences" / "wav" / utterance[:-5] / f"{utterance}.wav")
     annotation = root / "Session2" / "dialog" / "EmoEvaluation" / f"{utterance[:-5]}.txt"
-    with pytest.raises(PrepError, match=rf"{annotation}:15: audio file .*{utterance}\.wav not found"):
+    expected = rf"{annotation}:15: audio file .*{utterance}\.wav not found"
+    with pytest.raises(PrepError, match=expected):
         run_main("iemocap", [root, "--dest", tmp_path / "out"])
     summary = run_main("iemocap", [root, "--dest", tmp_path / "out", "--skip-invalid"])
     assert summary.problems["missing audio"] == 1

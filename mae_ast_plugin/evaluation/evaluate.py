@@ -134,7 +134,7 @@ def evaluate(
         title = f"{result['benchmark'] or 'classification'} {split}: accuracy {result['value']:.4f}"
         plot_confusion(confusion, classes.names, png, title)
         result["confusion_matrix_png"] = str(png)
-    for index, (name, mid) in enumerate(zip(classes.names, classes.mids)):
+    for index, (name, mid) in enumerate(zip(classes.names, classes.mids, strict=True)):
         score = class_scores[index]
         per_class.append({
             "index": index,

@@ -74,9 +74,9 @@ def make_table(rows) -> str:
         if paper:
             deltas = [
                 f"{ours[c][0] - p:+.1f}" if c in ours and p is not None else ""
-                for c, p in zip(COLUMNS, paper)
+                for c, p in zip(COLUMNS, paper, strict=True)
             ]
-            lines.append(f"| Δ ours − paper | | | " + " | ".join(deltas) + " |")
+            lines.append("| Δ ours − paper | | | " + " | ".join(deltas) + " |")
     notes = [
         "",
         "AS: mAP (%) on the AudioSet eval set after fine-tuning on AudioSet-20K; ESC: ESC-50 "

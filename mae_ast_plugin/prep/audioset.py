@@ -11,11 +11,15 @@ belongs to a segment when its name (without extension) contains the segment's YT
 ``--mode finetune``: ``train`` = balanced train less a held-out part, ``valid`` = that
 deterministic ``--valid-fraction`` of balanced train (AudioSet has no validation set, and the
 eval set must not select checkpoints), ``eval`` = eval_segments; ``.tsv`` + ``.lbl`` (multi-label:
-comma-separated class indices) and ``labels.csv`` (the class_labels_indices rows).
+comma-separated class indices) and ``labels.csv`` (the class_labels_indices rows).  The held-out
+part keeps each YouTube video on one side and is stratified over the 527 labels (iterative
+stratification): every class gets about ``--valid-fraction`` of its clips, and at least one, in
+valid; the summary names any class too rare for that.
 
 ``--mode pretrain``: unlabelled ``train.tsv`` = balanced + unbalanced train less the
 fine-tuning validation clips, ``valid.tsv`` = those validation clips (the same ones as in
-finetune mode, so pretraining never sees them); eval clips are never used.
+finetune mode, so pretraining never sees them: both modes read the balanced labels and the class
+list to draw them); eval clips are never used.
 
 Segments without audio are counted and reported, not an error: AudioSet downloads are always
 incomplete.  The held-out part is drawn from the listed segments, not from the downloaded ones,
@@ -38,9 +42,10 @@ from .common import (
     existing_dir,
     existing_file,
     find_audio_files,
-    holdout,
+    grouped_stratified_holdout,
     make_parser,
     measure_clips,
+    note_classes_not_held_out,
     split_rng,
     write_outputs,
 )
@@ -171,16 +176,15 @@ def prepare(args):
     finetune = args.mode == "finetune"
     summary = PrepSummary(f"AudioSet ({args.mode})")
 
-    classes = index_of_mid = None
-    if finetune:
-        classes = read_classes(existing_file(os.path.join(root, CLASS_CSV), "AudioSet class list"))
-        index_of_mid = {info.mid: index for index, info in enumerate(classes)}
+    # Both modes read the balanced labels: the held-out clips are stratified over classes.
+    classes = read_classes(existing_file(os.path.join(root, CLASS_CSV), "AudioSet class list"))
+    index_of_mid = {info.mid: index for index, info in enumerate(classes)}
     # Priority order: eval clips must never be trained on; balanced clips may be held out.
     csv_names = (EVAL, BALANCED) if finetune else (BALANCED, UNBALANCED)
     segments = {
         name: read_segments(
             existing_file(os.path.join(root, name), "AudioSet segment list"),
-            index_of_mid,
+            None if name == UNBALANCED else index_of_mid,  # pretraining needs no labels
             args.skip_invalid,
             summary,
         )
@@ -189,9 +193,10 @@ def prepare(args):
     # A clip listed twice would land in two splits; the first csv named keeps it.
     drop_overlap(segments[csv_names[0]], segments[csv_names[1]], csv_names, summary)
     # The validation clips are drawn from the balanced list (sorted by YTID) in both modes.
-    balanced_train, balanced_valid = holdout(
-        sorted(segments[BALANCED]), args.valid_fraction, split_rng(args.seed)
-    )
+    balanced_train, balanced_valid, _ = grouped_stratified_holdout(
+        sorted(segments[BALANCED]), args.valid_fraction, split_rng(args.seed),
+        group_of=lambda segment: segment[0], labels_of=lambda segment: segment[1],
+    )  # fmt: skip
     if finetune:
         parts = {"train": [(BALANCED, balanced_train)], "valid": [(BALANCED, balanced_valid)],
                  "eval": [(EVAL, segments[EVAL])]}  # fmt: skip
@@ -210,7 +215,9 @@ def prepare(args):
         splits[split] = measure_clips(
             entries, skip_invalid=args.skip_invalid, summary=summary, workers=args.workers
         )
-    write_outputs(args.dest, audio_dir, splits, summary, classes)
+    names = [info.display_name for info in classes]
+    note_classes_not_held_out(summary, "valid", splits["train"], splits["valid"], names)
+    write_outputs(args.dest, audio_dir, splits, summary, classes if finetune else None)
     summary.print()
     return summary
 

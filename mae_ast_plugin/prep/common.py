@@ -25,10 +25,10 @@ import logging
 import os
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile
@@ -66,8 +66,8 @@ class Entry:
     """A clip that a dataset's metadata asks for, before its audio has been probed."""
 
     path: str  # absolute path of the audio file
-    labels: Tuple[int, ...] = ()  # class indices; empty for unlabelled (pretraining) data
-    where: Optional[str] = None  # "file:line" of the metadata that listed it, for errors
+    labels: tuple[int, ...] = ()  # class indices; empty for unlabelled (pretraining) data
+    where: str | None = None  # "file:line" of the metadata that listed it, for errors
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,14 @@ class Clip:
 
     path: str
     num_samples: int
-    labels: Tuple[int, ...] = ()
+    labels: tuple[int, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------
 # Command line
 
 
-def make_parser(description: str, prog: Optional[str], root_help: str) -> argparse.ArgumentParser:
+def make_parser(description: str, prog: str | None, root_help: str) -> argparse.ArgumentParser:
     """The options every dataset shares; each dataset module adds its own after these.
     ``prog`` is the command name shown in usage and errors (``mae-ast-prepare esc50``)."""
     parser = argparse.ArgumentParser(
@@ -143,7 +143,7 @@ def existing_file(path: str, what: str) -> str:
     return os.path.abspath(path)
 
 
-def find_audio_files(directory: str, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> List[str]:
+def find_audio_files(directory: str, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[str]:
     """Absolute paths of the audio files under ``directory`` (recursive), sorted so that every
     run lists them in the same order whatever the file system returns."""
     wanted = {ext.lower() for ext in extensions}
@@ -168,14 +168,14 @@ class PrepSummary:
 
     def __init__(self, dataset: str):
         self.dataset = dataset
-        self.splits: Dict[str, Tuple[int, Optional[Counter]]] = {}
-        self.class_names: Optional[List[str]] = None
+        self.splits: dict[str, tuple[int, Counter | None]] = {}
+        self.class_names: list[str] | None = None
         self.problems: Counter = Counter()
-        self.examples: Dict[str, List[str]] = defaultdict(list)
-        self.notes: List[str] = []
-        self.dest: Optional[str] = None
+        self.examples: dict[str, list[str]] = defaultdict(list)
+        self.notes: list[str] = []
+        self.dest: str | None = None
 
-    def count(self, problem: str, example: Optional[str] = None, amount: int = 1) -> None:
+    def count(self, problem: str, example: str | None = None, amount: int = 1) -> None:
         """Record ``amount`` occurrences of a problem such as ``"missing audio"``."""
         self.problems[problem] += amount
         if example is not None and len(self.examples[problem]) < self.MAX_EXAMPLES:
@@ -191,7 +191,7 @@ class PrepSummary:
             per_class = Counter(label for clip in clips for label in clip.labels)
         self.splits[name] = (len(clips), per_class)
 
-    def _class_counts(self, per_class: Counter) -> List[str]:
+    def _class_counts(self, per_class: Counter) -> list[str]:
         """Per-class counts as short items, to be joined with "; " (AudioSet display names
         contain commas)."""
         names = self.class_names
@@ -199,7 +199,7 @@ class PrepSummary:
         if len(set(counts)) == 1:
             return [f"{counts[0]} in each of the {len(names)} classes"]
         if len(names) <= self.MAX_CLASSES_LISTED:
-            return [f"{name}={count}" for name, count in zip(names, counts)]
+            return [f"{name}={count}" for name, count in zip(names, counts, strict=True)]
         low, high = int(np.argmin(counts)), int(np.argmax(counts))
         return [
             f"{len(names)} classes",
@@ -209,7 +209,7 @@ class PrepSummary:
         ]
 
     @staticmethod
-    def _wrap(items: List[str], indent: str, width: int = 100) -> List[str]:
+    def _wrap(items: list[str], indent: str, width: int = 100) -> list[str]:
         """Join items with "; " into lines of at most ``width`` characters, never splitting
         an item."""
         lines, current = [], indent
@@ -259,7 +259,7 @@ def _probe(path: str):
 
 def measure_clips(
     entries: Sequence[Entry], *, skip_invalid: bool, summary: PrepSummary, workers: int = 1
-) -> List[Clip]:
+) -> list[Clip]:
     """Probe every entry's audio header and return the readable ones as :class:`Clip`.
 
     A missing or unreadable file is a :class:`PrepError` naming the file (and the metadata line
@@ -273,7 +273,7 @@ def measure_clips(
     else:
         results = [_probe(path) for path in paths]
     clips = []
-    for entry, result in zip(entries, results):
+    for entry, result in zip(entries, results, strict=True):
         if isinstance(result, int):
             clips.append(Clip(entry.path, result, entry.labels))
             continue
@@ -300,38 +300,102 @@ def split_rng(seed: int, *context: int) -> np.random.Generator:
     return np.random.default_rng([seed, *context])
 
 
-def holdout(items: Sequence, fraction: float, rng: np.random.Generator) -> Tuple[list, list]:
-    """Split ``items`` (in a fixed order) into ``(kept, held_out)``; ``held_out`` has
-    ``round(fraction * len(items))`` items chosen at random, but at least one and never all
-    when ``fraction > 0`` and there are two or more items; both parts keep the input order."""
+def grouped_stratified_holdout(
+    items: Sequence,
+    fraction: float,
+    rng: np.random.Generator,
+    group_of: Callable,
+    labels_of: Callable | None = None,
+) -> tuple[list, list, list[int]]:
+    """Split ``items`` into ``(kept, held_out, too_rare)`` for a validation split carved out of
+    training data (issue 10: checkpoint selection must not be biased by leaked sources).
+
+    * Groups stay whole: every item whose ``group_of(item)`` is equal lands on the same side
+      (ESC-50 ``src_file``, an IEMOCAP dialogue, a YouTube video), so no source recording is
+      heard in both parts.
+    * Stratified by ``labels_of(item)`` (a tuple of class indices; several for multi-label
+      data): each class gets about ``fraction`` of its items held out, and at least one group
+      whenever it has two or more, so every class present in ``kept`` is present in
+      ``held_out``.  A class found in one group only stays in ``kept`` (held out, it would be
+      untrained) and is listed in ``too_rare`` (sorted class indices) for the summary.
+      The method is iterative stratification (Sechidis, Tsoumakas and Vlahavas, ECML PKDD
+      2011) over groups: classes in order of fewest groups first, each drawing random groups
+      until it has its share.  A group is never held out if that would leave one of its
+      classes without a group in ``kept``.
+    * Without ``labels_of`` (unlabelled data): whole groups at random until
+      ``round(fraction * len(items))`` items, at least one group and never all.
+
+    Deterministic for a given ``rng`` state and item order; both parts keep the input order.
+    """
     if not 0 <= fraction < 1:
         raise PrepError(f"a held-out fraction must be in [0, 1), got {fraction}")
-    count = int(round(fraction * len(items)))
-    if fraction > 0 and len(items) > 1:
-        count = min(max(count, 1), len(items) - 1)
-    elif len(items) <= 1:
-        count = 0  # a lone item stays in the kept part: held out, its class would be untrained
-    chosen = set(rng.permutation(len(items))[:count].tolist())
-    kept = [item for i, item in enumerate(items) if i not in chosen]
-    held = [item for i, item in enumerate(items) if i in chosen]
-    return kept, held
-
-
-def stratified_holdout(
-    items: Sequence, class_of: Callable, fraction: float, rng: np.random.Generator
-) -> Tuple[list, list]:
-    """:func:`holdout` applied to each class separately (classes in sorted order), so the
-    held-out part has the class balance of ``items``; both parts keep the input order."""
-    by_class = defaultdict(list)
+    members: dict = {}  # group -> item indices, in input order
     for index, item in enumerate(items):
-        by_class[class_of(item)].append(index)
-    held_indices = set()
-    for label in sorted(by_class):
-        _, held = holdout(by_class[label], fraction, rng)
-        held_indices.update(held)
+        members.setdefault(group_of(item), []).append(index)
+    groups = sorted(members, key=str)
+    order = [groups[i] for i in rng.permutation(len(groups))]
+    held_groups = set()
+    too_rare: list[int] = []  # classes of kept without a held-out item
+    if fraction > 0 and len(groups) > 1 and labels_of is None:
+        target = max(int(round(fraction * len(items))), 1)
+        held_items = 0
+        for group in order[:-1]:  # never all groups
+            if held_items >= target:
+                break
+            held_groups.add(group)
+            held_items += len(members[group])
+    elif fraction > 0 and labels_of is not None:
+        counts = {  # group -> Counter of its class labels
+            group: Counter(label for i in members[group] for label in labels_of(items[i]))
+            for group in groups
+        }
+        groups_of = defaultdict(list)  # class -> its groups, in the random order
+        for group in order:
+            for label in counts[group]:
+                groups_of[label].append(group)
+        total = Counter()
+        for count in counts.values():
+            total.update(count)
+        kept_groups = {label: len(listed) for label, listed in groups_of.items()}
+        held = Counter()
+        for label in sorted(groups_of, key=lambda c: (len(groups_of[c]), c)):
+            if len(groups_of[label]) < 2:
+                continue  # one group: it stays in kept (listed in too_rare below)
+            share = fraction * total[label]
+            for group in groups_of[label]:
+                if held[label] > 0 and held[label] + counts[group][label] / 2 > share:
+                    break  # this class has its share (to the nearest group)
+                if group in held_groups or any(kept_groups[c] < 2 for c in counts[group]):
+                    continue  # taken already, or the last kept group of one of its classes
+                held_groups.add(group)
+                held.update(counts[group])
+                for c in counts[group]:
+                    kept_groups[c] -= 1
+        present = {label for group in groups if group not in held_groups for label in counts[group]}
+        too_rare = sorted(label for label in present if held[label] == 0)
+    held_indices = {i for group in held_groups for i in members[group]}
     kept = [item for i, item in enumerate(items) if i not in held_indices]
-    held = [item for i, item in enumerate(items) if i in held_indices]
-    return kept, held
+    held_out = [item for i, item in enumerate(items) if i in held_indices]
+    return kept, held_out, too_rare
+
+
+def note_classes_not_held_out(
+    summary: "PrepSummary",
+    split: str,
+    train: Sequence[Clip],
+    held_out: Sequence[Clip],
+    class_names: Sequence[str],
+) -> None:
+    """Say in the summary which classes of ``train`` have no clip in the held-out ``split``
+    (written clips: a class can also go missing when its held-out audio is missing)."""
+    present = {label for clip in held_out for label in clip.labels}
+    absent = sorted({label for clip in train for label in clip.labels} - present)
+    if absent:
+        names = ", ".join(class_names[label] for label in absent)
+        summary.note(
+            f"{split}: {len(absent)} class(es) of train have no clip here (too few source "
+            f"groups to hold one out, or its audio is missing): {names}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -392,8 +456,8 @@ def labels_csv_text(classes: Sequence[ClassInfo]) -> str:
 
 
 def render_split(
-    audio_root: str, clips: Sequence[Clip], num_classes: Optional[int] = None
-) -> Tuple[str, Optional[str]]:
+    audio_root: str, clips: Sequence[Clip], num_classes: int | None = None
+) -> tuple[str, str | None]:
     """The texts of a split's ``.tsv`` and, when ``num_classes`` is given, ``.lbl`` (else
     None), after checking every clip: under ``audio_root``, labels valid, rows paired."""
     audio_root = os.path.abspath(audio_root)
@@ -423,7 +487,7 @@ def write_split(
     split: str,
     audio_root: str,
     clips: Sequence[Clip],
-    num_classes: Optional[int] = None,
+    num_classes: int | None = None,
 ) -> None:
     """Write ``{directory}/{split}.tsv`` (and ``.lbl`` when ``num_classes`` is given)."""
     tsv, lbl = render_split(audio_root, clips, num_classes)
@@ -439,9 +503,9 @@ def write_labels_csv(directory: str, classes: Sequence[ClassInfo]) -> None:
 def write_outputs(
     dest: str,
     audio_root: str,
-    splits: Dict[str, Sequence[Clip]],
+    splits: dict[str, Sequence[Clip]],
     summary: PrepSummary,
-    classes: Optional[Sequence[ClassInfo]] = None,
+    classes: Sequence[ClassInfo] | None = None,
 ) -> None:
     """Check every split, then write them all: nothing is written if any split is invalid.
 

@@ -6,8 +6,10 @@ For k = 1..5, ``{dest}/fold{k}/`` gets ``train``, ``valid`` and ``test`` (``.tsv
 and ``labels.csv``:
 
 * test  = the clips of ESC fold k (the official cross-validation fold);
-* valid = a deterministic, class-stratified 1/8 of the other four folds, so that checkpoints
-  are never selected on the test fold;
+* valid = a deterministic 1/8 of the other four folds, so that checkpoints are never selected
+  on the test fold: whole source recordings (``src_file``: the takes A, B... cut from one
+  recording stay together, so none is heard in both train and valid), stratified so that
+  every class has about 1/8 of its clips, and at least one source, in valid;
 * train = the rest of the other four folds.
 
 Classes are the 50 ESC-50 categories, index = ``target``; ``labels.csv`` uses the category
@@ -27,10 +29,11 @@ from .common import (
     PrepSummary,
     existing_dir,
     existing_file,
+    grouped_stratified_holdout,
     make_parser,
     measure_clips,
+    note_classes_not_held_out,
     split_rng,
-    stratified_holdout,
     write_outputs,
 )
 
@@ -47,7 +50,7 @@ CATEGORIES = (
     "fireworks", "hand_saw",
 )  # fmt: skip
 NUM_FOLDS = 5
-REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
+REQUIRED_COLUMNS = ("filename", "fold", "target", "category", "src_file")
 
 
 def get_parser(prog=None):
@@ -56,14 +59,15 @@ def get_parser(prog=None):
         "--valid-fraction",
         type=float,
         default=1 / 8,
-        help="fraction of each class in the four training folds held out for validation "
-        "(default: 1/8)",
+        help="fraction of each class in the four training folds held out for validation, as "
+        "whole source recordings (default: 1/8)",
     )
     return parser
 
 
 def read_metadata(csv_path: str, audio_dir: str):
-    """``[(Entry, fold)]`` in file order, checking each row against the official classes."""
+    """``[(Entry, fold, src_file)]`` in file order, checking each row against the official
+    classes."""
     rows, seen = [], {}
     with open(csv_path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -90,7 +94,11 @@ def read_metadata(csv_path: str, audio_dir: str):
             if filename in seen:
                 raise PrepError(f"{where}: {filename} is also listed on line {seen[filename]}")
             seen[filename] = reader.line_num
-            rows.append((Entry(os.path.join(audio_dir, filename), (target,), where), fold))
+            source = row["src_file"].strip()
+            if not source:
+                raise PrepError(f"{where}: empty src_file (the source recording of the clip)")
+            entry = Entry(os.path.join(audio_dir, filename), (target,), where)
+            rows.append((entry, fold, source))
     if not rows:
         raise PrepError(f"{csv_path}: no clips listed")
     return rows
@@ -105,18 +113,22 @@ def prepare(args):
 
     summary = PrepSummary("ESC-50")
     clips = measure_clips(
-        [entry for entry, _ in rows],
+        [entry for entry, _, _ in rows],
         skip_invalid=args.skip_invalid,
         summary=summary,
         workers=args.workers,
     )
-    fold_of = {entry.path: fold for entry, fold in rows}
+    fold_of = {entry.path: fold for entry, fold, _ in rows}
+    source_of = {entry.path: source for entry, _, source in rows}
     splits = {}
     for fold in range(1, NUM_FOLDS + 1):
         others = [clip for clip in clips if fold_of[clip.path] != fold]
-        train, valid = stratified_holdout(
-            others, lambda clip: clip.labels[0], args.valid_fraction, split_rng(args.seed, fold)
-        )
+        # Takes of one source recording stay together (the reason ESC-50 has folds).
+        train, valid, _ = grouped_stratified_holdout(
+            others, args.valid_fraction, split_rng(args.seed, fold),
+            group_of=lambda clip: source_of[clip.path], labels_of=lambda clip: clip.labels,
+        )  # fmt: skip
+        note_classes_not_held_out(summary, f"fold{fold}/valid", train, valid, CATEGORIES)
         splits[f"fold{fold}/train"] = train
         splits[f"fold{fold}/valid"] = valid
         splits[f"fold{fold}/test"] = [clip for clip in clips if fold_of[clip.path] == fold]

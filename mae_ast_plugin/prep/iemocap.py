@@ -7,7 +7,11 @@ the annotations ``Session{n}/dialog/EmoEvaluation/{dialog}.txt``, whose utteranc
 Utterances labelled neu, hap, exc (merged into hap), ang and sad are kept, as the 4 classes
 neu, hap, ang, sad; other labels are dropped and counted.  For k = 1..5, ``{dest}/fold{k}/``
 gets ``train``, ``valid``, ``test`` (``.tsv`` + ``.lbl``) and ``labels.csv``: test = Session k,
-valid = a deterministic, class-stratified 20% of the other four sessions, train = the rest.
+valid = a deterministic 20% of the other four sessions, train = the rest.  Valid holds whole
+dialogues (``Ses01F_impro01``...: the utterances of one conversation never straddle train and
+valid), stratified so that each class has about 20% of its utterances, and at least one
+dialogue, in valid.  (A session's two speakers act in all its dialogues, so only whole sessions
+would keep speakers apart: the test fold does that.)
 
 Example (from the repository root):
     mae-ast-prepare iemocap /data/IEMOCAP_full_release --dest manifests/iemocap
@@ -23,10 +27,11 @@ from .common import (
     PrepError,
     PrepSummary,
     existing_dir,
+    grouped_stratified_holdout,
     make_parser,
     measure_clips,
+    note_classes_not_held_out,
     split_rng,
-    stratified_holdout,
     write_outputs,
 )
 
@@ -43,8 +48,8 @@ def get_parser(prog=None):
         "--valid-fraction",
         type=float,
         default=0.2,
-        help="fraction of each class in the four training sessions held out for validation "
-        "(default: %(default)s)",
+        help="fraction of each class in the four training sessions held out for validation, "
+        "as whole dialogues (default: %(default)s)",
     )
     return parser
 
@@ -85,6 +90,11 @@ def read_session(root: str, session: int, summary: PrepSummary, kept: Counter):
     return sorted(entries, key=lambda entry: entry.path)
 
 
+def dialogue_of(clip) -> str:
+    """The dialogue of an utterance: its folder, ``sentences/wav/{dialogue}/{utterance}.wav``."""
+    return os.path.basename(os.path.dirname(clip.path))
+
+
 def prepare(args):
     root = existing_dir(args.root, "IEMOCAP root")
     summary = PrepSummary("IEMOCAP emotion recognition")
@@ -99,9 +109,11 @@ def prepare(args):
         others = [
             clip for session, clips in session_clips.items() if session != fold for clip in clips
         ]
-        train, valid = stratified_holdout(
-            others, lambda clip: clip.labels[0], args.valid_fraction, split_rng(args.seed, fold)
-        )
+        train, valid, _ = grouped_stratified_holdout(
+            others, args.valid_fraction, split_rng(args.seed, fold),
+            group_of=dialogue_of, labels_of=lambda clip: clip.labels,
+        )  # fmt: skip
+        note_classes_not_held_out(summary, f"fold{fold}/valid", train, valid, CLASSES)
         splits[f"fold{fold}/train"] = train
         splits[f"fold{fold}/valid"] = valid
         splits[f"fold{fold}/test"] = session_clips[fold]

@@ -33,7 +33,7 @@ def get_parser(prog=None):
         "--train-subsets",
         nargs="+",
         metavar="SUBSET",
-        help="subsets for train.tsv (default: those of %s that exist)" % ", ".join(TRAIN_SUBSETS),
+        help=f"subsets for train.tsv (default: those of {', '.join(TRAIN_SUBSETS)} that exist)",
     )
     parser.add_argument(
         "--valid-subsets",

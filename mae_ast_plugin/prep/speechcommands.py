@@ -15,8 +15,12 @@ error (with ``--skip-invalid``: left out and counted).
 ``_background_noise_/*.wav`` and written as wav files under ``{dest}/silence/{split}/``; each
 noise recording is divided 80/10/10 by time between train, valid and test, so no split hears
 another's noise.  ``--silence-clips`` sets how many per split (default: the mean size of the 10
-word classes in that split).  With ``--test-root`` (the official v0.01 test set, one folder per
-class including _silence_ and _unknown_), test is that set and testing_list.txt is not used.
+word classes in that split).  Test is SUPERB's test set, the separate v0.01 test set
+(``speech_commands_test_set_v0.01.tar.gz``, 3,081 clips: one folder per class including
+_silence_ and _unknown_, 257 clips in each of the 12), given with ``--test-root``;
+testing_list.txt clips are then used nowhere.  Without ``--test-root`` the command stops and
+says where to get that set, unless ``--test-from-testing-list`` asks for a test split from
+testing_list.txt instead (not SUPERB's protocol: 60% _unknown_).
 
 The manifest root is the deepest directory holding every clip (ROOT itself for v2).
 
@@ -61,17 +65,28 @@ V2_CLASSES = tuple(sorted((
 # Share of each noise recording (by time) that each split's silence segments come from.
 NOISE_PARTS = {"train": (0.0, 0.8), "valid": (0.8, 0.9), "test": (0.9, 1.0)}
 SILENCE_SECONDS = 1.0
+# SUPERB's KS1 test set (s3prl's speech_commands downstream; the TensorFlow dataset page).
+SUPERB_TEST_SET_URL = "http://download.tensorflow.org/data/speech_commands_test_set_v0.01.tar.gz"
 
 
 def get_parser(prog=None):
-    parser = make_parser(__doc__, prog, "Speech Commands directory (word folders and the split lists)")
+    root_help = "Speech Commands directory (word folders and the split lists)"
+    parser = make_parser(__doc__, prog, root_help)
     parser.add_argument(
         "--version", type=int, choices=(1, 2), default=2,
         help="2: 35-word task; 1: SUPERB's 12-class task (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--test-root",
-        help="version 1 only: the official test set (class folders incl. _silence_, _unknown_)",
+        help="version 1 only: SUPERB's test set, the extracted " + SUPERB_TEST_SET_URL
+        + " (class folders incl. _silence_, _unknown_); required unless "
+        "--test-from-testing-list",
+    )
+    parser.add_argument(
+        "--test-from-testing-list",
+        action="store_true",
+        help="version 1 only: build test from testing_list.txt instead of SUPERB's test set "
+        "(not the protocol of the speechcommands_v1 recipe)",
     )
     parser.add_argument(
         "--silence-clips",
@@ -229,10 +244,40 @@ def remove_stale_silence(silence_dir: str, current) -> None:
             os.remove(path)
 
 
+def speaker_of(path: str):
+    """The speaker hash of a ``{speaker}_nohash_{n}.wav`` clip, or None for other names."""
+    name = os.path.basename(path)
+    return name.split("_nohash_")[0] if "_nohash_" in name else None
+
+
+def note_shared_speakers(splits, summary: PrepSummary) -> None:
+    """The official lists assign speakers (by a hash of their id) to one split each; report
+    how many speakers a held-out split shares with train, so a list that leaks is seen."""
+    speakers = {
+        split: {speaker_of(clip.path) for clip in clips} - {None} for split, clips in splits.items()
+    }
+    for split in ("valid", "test"):
+        shared = speakers["train"] & speakers[split]
+        example = f" (e.g. {', '.join(sorted(shared)[:3])})" if shared else ""
+        summary.note(f"speakers in both train and {split}: {len(shared)}{example}")
+
+
 def prepare(args):
     root = existing_dir(args.root, "Speech Commands root")
-    if args.version == 2 and (args.test_root or args.silence_clips):
-        raise PrepError("--test-root and --silence-clips apply to --version 1 only")
+    if args.version == 2 and (args.test_root or args.silence_clips or args.test_from_testing_list):
+        raise PrepError(
+            "--test-root, --test-from-testing-list and --silence-clips apply to --version 1 only"
+        )
+    if args.version == 1 and not args.test_root and not args.test_from_testing_list:
+        raise PrepError(
+            "Speech Commands v1 (SUPERB's KS1, the speechcommands_v1 recipe) is scored on "
+            "SUPERB's test set (3,081 clips: 10 words, _unknown_ and _silence_, 257 each), not "
+            f"on testing_list.txt: download {SUPERB_TEST_SET_URL}, extract it and pass its "
+            "directory with --test-root DIR (or give --test-from-testing-list for a test split "
+            "from testing_list.txt, which is not SUPERB's protocol)"
+        )
+    if args.test_root and args.test_from_testing_list:
+        raise PrepError("give --test-root or --test-from-testing-list, not both")
     if args.silence_clips and min(args.silence_clips) < 0:
         raise PrepError(f"--silence-clips must not be negative, got {args.silence_clips}")
     summary = PrepSummary(f"Speech Commands v{args.version}")
@@ -245,6 +290,8 @@ def prepare(args):
             summary.note(f"test: official test set {test_root}; {unused} testing_list clips unused")
             entries["test"] = official_test_entries(test_root)
             audio_dirs.append(test_root)
+        else:
+            summary.note("test: testing_list.txt (--test-from-testing-list), not SUPERB's test set")
         silence_dir = add_silence(root, entries, args, summary)
         audio_dirs.append(silence_dir)
     splits = {}
@@ -255,6 +302,7 @@ def prepare(args):
             summary=summary,
             workers=args.workers,
         )
+    note_shared_speakers(splits, summary)
     class_names = V1_CLASSES if args.version == 1 else V2_CLASSES
     classes = [ClassInfo(name, name) for name in class_names]
     write_outputs(args.dest, os.path.commonpath(audio_dirs), splits, summary, classes)

@@ -49,6 +49,11 @@ class MaeAstEncoder:
     def embed_dim(self) -> int:
         return self.model.cfg.encoder_embed_dim
 
+    @property
+    def min_frames(self) -> int:
+        """Filterbank frames of one token: a shorter clip has nothing to encode."""
+        return int(getattr(self.model.cfg, "token_frames", 1))
+
     def _clips(self, waveforms: Waveforms, padding_mask, channel_axis) -> list[torch.Tensor]:
         """The clips as 1-D float32 tensors, each through :func:`as_mono_waveform` (the
         conversion :func:`load_audio` applies to files)."""
@@ -114,9 +119,15 @@ class MaeAstEncoder:
         fbanks = []
         for index, clip in enumerate(clips):
             try:
-                fbanks.append(compute_fbank(clip, self.features))
+                fbank = compute_fbank(clip, self.features)
             except AudioError as err:
                 raise AudioError(f"waveforms[{index}]: {err}") from None
+            if fbank.shape[0] < self.min_frames:  # batched, it would be all padding
+                raise AudioError(
+                    f"waveforms[{index}]: {fbank.shape[0]} filterbank frames, fewer than one "
+                    f"token ({self.min_frames} frames)"
+                )
+            fbanks.append(fbank)
         source, frame_padding = pad_features(fbanks, self.features.num_mel_bins)
         if layer is not None and not 1 <= layer <= self.num_layers:
             raise ValueError(f"layer must be in 1..{self.num_layers}, got {layer}")

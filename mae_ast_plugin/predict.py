@@ -33,14 +33,20 @@ class NotAClassifierError(ValueError):
     pass
 
 
-def load_classifier(checkpoint: str, data: str | None = None, device: str = "cpu"):
+def load_classifier(
+    checkpoint: str, data: str | None = None, device: str = "cpu", task_overrides=None
+):
     """(model in eval mode on ``device``, task) of a fine-tuned checkpoint.  ``data`` replaces
-    the training data directory (needed only to load evaluation splits)."""
+    the training data directory (needed only to load evaluation splits); ``task_overrides``
+    replaces other task settings (e.g. ``{"skip_invalid": True}``)."""
     from fairseq import checkpoint_utils
 
     from .models.mae_ast_classifier import MaeAstClassifier
 
-    overrides = {"task": {"data": data}} if data else None
+    task = dict(task_overrides or {})
+    if data:
+        task["data"] = data
+    overrides = {"task": task} if task else None
     ensemble, _, task = checkpoint_utils.load_model_ensemble_and_task(
         [str(checkpoint)], arg_overrides=overrides
     )

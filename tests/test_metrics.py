@@ -53,6 +53,11 @@ def test_mean_average_precision_skips_classes_without_positives():
     assert mean_average_precision(torch.tensor(scores), torch.tensor(targets)).mAP == pytest.approx(result.mAP)
 
 
+def test_mean_average_precision_without_any_positive_is_none_not_nan():
+    result = mean_average_precision(np.array([[0.9, 0.1], [0.2, 0.8]]), np.zeros((2, 2)))
+    assert result.mAP is None and result.classes_without_positives == 2
+
+
 def test_mean_average_precision_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="must both be"):
         mean_average_precision(np.zeros((3, 2)), np.zeros((3, 3)))

@@ -106,6 +106,9 @@ def test_extract_features_names_the_bad_clip(encoder):
         encoder.extract_features([np.zeros(0, np.float32), good], 16000)
     with pytest.raises(AudioError, match=r"waveforms\[1\]: clip of 100 samples is shorter"):
         encoder.extract_features([good, good[:100]], 16000)
+    # batched with a longer clip it would be all padding (an empty mean): refused the same way
+    with pytest.raises(AudioError, match=r"waveforms\[1\]: 8 filterbank frames, fewer than one"):
+        encoder.extract_features([good, good[:1600]], 16000)
     with pytest.raises(AudioError, match=r"waveforms\[0\]: cannot tell the channel axis"):
         encoder.extract_features([np.zeros((3000, 3000), np.float32)], 16000)
     with pytest.raises(AudioError, match="sample rate"):

@@ -57,6 +57,12 @@ def train_fold(config_name, data_dir, pretrained, run_dir, overrides):
 
 
 def summarize(fold_results: dict) -> dict:
+    """Mean and sample standard deviation of the folds' scores; a fold without a score (value
+    null) is an error naming it, never averaged as NaN."""
+    for fold, result in fold_results.items():
+        if result["value"] is None:
+            raise SystemExit(f"fold {fold}: no {result['metric']} "
+                             f"({result.get('value_undefined')}); see {result['path']}")
     values = np.array([result["value"] for result in fold_results.values()])
     first = next(iter(fold_results.values()))
     return {
@@ -114,7 +120,8 @@ def main(argv=None):
             )
         result["path"] = str(metrics_path)
         fold_results[fold] = result
-        print(f"fold {fold}: {result['metric']} {result['value']:.4f}", flush=True)
+        print(f"fold {fold}: {result['metric']} {evaluate.format_value(result['value'])}",
+              flush=True)
 
     summary = summarize(fold_results)
     summary_path = out / "summary.json"

@@ -9,7 +9,14 @@ DATA_DIR holds ``{split}.tsv``, ``{split}.lbl`` and ``labels.csv`` (the same cla
 checkpoint's).  Writes ``metrics.json`` with the overall score, per-class scores (accuracy or
 AP, and support) and the Table 1 column and model row it belongs to (for
 ``mae-ast-results-table``), and for single-label tasks a confusion-matrix PNG beside it.
-Files are written atomically.
+Files are written atomically; the JSON is strict (no NaN).
+
+A score that cannot be computed is never written as a number: mAP with no positive label in
+the split is ``"value": null`` with ``"value_undefined"`` saying why, and the command exits
+with status 1; AP of a class without positives (left out of the mAP, as AudioSet evaluations
+do) is ``"score": null`` and counted in ``classes_without_positives``.  A bad manifest line or
+clip (unreadable, too short) stops with an error naming ``{split}.tsv:LINE``; with
+``--skip-invalid`` such clips are skipped, logged and counted in ``skipped_clips``.
 """
 
 import argparse
@@ -20,6 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.labelled_dataset import LabelError
+from ..data.manifest import ManifestError
+from ..features import AudioError
 from ..predict import (
     benchmark_of,
     class_probabilities,
@@ -40,9 +50,15 @@ def split_location(data: str, split: str):
     return str(path), split
 
 
+class EvaluationError(ValueError):
+    """A split that cannot be scored (every clip skipped, no labels...)."""
+
+
 @torch.no_grad()
 def score_split(model, task, split: str, batch_size: int, num_workers: int, device: str):
-    """Probabilities (N, C) and targets ((N,) indices or (N, C) multi-hot) of every clip."""
+    """``(probabilities, targets, num_listed, num_skipped)``: probabilities (N, C) and targets
+    ((N,) indices or (N, C) multi-hot) of every scored clip, the clips the manifest lists and
+    how many of them were skipped (``task.skip_invalid``: bad manifest lines and clips)."""
     task.load_dataset(split)
     dataset = task.dataset(split)
     batches = task.get_batch_iterator(
@@ -59,8 +75,11 @@ def score_split(model, task, split: str, batch_size: int, num_workers: int, devi
         logits = model(**net_input)["logits"]
         probabilities.append(class_probabilities(logits, task.cfg.multi_label).cpu())
         targets.append(batch["target"])
+    num_listed = len(dataset) + dataset.manifest.num_skipped_lines
+    if not targets:
+        raise EvaluationError(f"{split}: every one of the {num_listed} clips was skipped")
     probabilities, targets = torch.cat(probabilities).numpy(), torch.cat(targets).numpy()
-    return probabilities, targets, len(dataset), len(dataset) - len(targets)
+    return probabilities, targets, num_listed, num_listed - len(targets)
 
 
 def plot_confusion(confusion: np.ndarray, names, path: Path, title: str):
@@ -90,14 +109,21 @@ def plot_confusion(confusion: np.ndarray, names, path: Path, title: str):
 
 def evaluate(
     checkpoint, data, split="test", out="metrics.json", confusion_png=None, batch_size=16,
-    num_workers=0, device=None, benchmark=None, model_name=None,
+    num_workers=0, device=None, benchmark=None, model_name=None, skip_invalid=False,
 ) -> dict:
+    """Score ``checkpoint`` on a split and write the metrics file ``out`` (see the module
+    docstring); returns its content.  ``skip_invalid`` skips (logs and counts) bad manifest
+    lines and clips instead of stopping at the first."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     data_dir, split = split_location(data, split)
-    model, task = load_classifier(checkpoint, data_dir, device)
+    overrides = {"skip_invalid": True} if skip_invalid else None
+    model, task = load_classifier(checkpoint, data_dir, device, task_overrides=overrides)
     probabilities, targets, num_clips, skipped = score_split(
         model, task, split, batch_size, num_workers, device
     )
+    if skipped:
+        logger.warning("%s: skipped %d of %d clips (--skip-invalid); see the warnings above",
+                       split, skipped, num_clips)
     classes = task.classes
     row = describe_model(model)
     if model_name:
@@ -123,6 +149,11 @@ def evaluate(
             value=scores.mAP,
             classes_without_positives=scores.classes_without_positives,
         )
+        if scores.mAP is None:
+            result["value_undefined"] = (
+                f"no class has a positive clip in the {len(targets)} scored clips of {split}: "
+                "mAP is undefined (the AP of a class needs at least one positive)"
+            )
         support = (targets > 0.5).sum(axis=0)
         class_scores = scores.per_class
     else:
@@ -140,16 +171,20 @@ def evaluate(
             "index": index,
             "mid": mid,
             "name": name,
-            "score": None if np.isnan(score) else float(score),
+            "score": None if np.isnan(score) else float(score),  # undefined: no clip of it
             "support": int(support[index]),
         })
     result["per_class"] = per_class
 
     out = Path(out)
     atomic_write_json(out, result)
-    logger.info("%s on %s/%s: %s = %.4f (%d clips) -> %s", checkpoint, data_dir, split,
-                result["metric"], result["value"], num_clips, out)
+    logger.info("%s on %s/%s: %s = %s (%d clips) -> %s", checkpoint, data_dir, split,
+                result["metric"], format_value(result["value"]), num_clips, out)
     return result
+
+
+def format_value(value) -> str:
+    return "undefined (null)" if value is None else f"{value:.4f}"
 
 
 def main(argv=None):
@@ -172,14 +207,27 @@ def main(argv=None):
     parser.add_argument(
         "--model-name", help="row name in the results table (default: from the checkpoint)"
     )
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="skip (log and count in skipped_clips) bad manifest lines and clips that cannot "
+        "be scored, e.g. shorter than one token, instead of stopping at the first",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    result = evaluate(
-        args.checkpoint, args.data, args.split, args.out, args.confusion_png, args.batch_size,
-        args.num_workers, args.device, args.benchmark, args.model_name,
-    )
-    print(f"{result['metric']}: {result['value']:.4f} on {result['num_clips']} clips "
-          f"of {result['split']}")
+    try:
+        result = evaluate(
+            args.checkpoint, args.data, args.split, args.out, args.confusion_png,
+            args.batch_size, args.num_workers, args.device, args.benchmark, args.model_name,
+            args.skip_invalid,
+        )
+    except (AudioError, ManifestError, LabelError, EvaluationError) as err:
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
+    print(f"{result['metric']}: {format_value(result['value'])} on {result['num_clips']} clips "
+          f"of {result['split']} ({result['skipped_clips']} skipped)")
+    if result["value"] is None:
+        print(f"{parser.prog}: error: {result['value_undefined']}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,6 +14,7 @@ is one.  Scores are percentages (accuracy, or mAP for AS).
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -44,11 +45,20 @@ def read_results(paths):
         model = result["model"]
         key = (model["name"], int(model["encoder_layers"]), model["masking"])
         std = result.get("std")
+        for name, number in (("value", result.get("value")), ("std", std)):
+            if (name == "value" or number is not None) and not is_finite_number(number):
+                reason = result.get("value_undefined", "not a number")
+                raise SystemExit(f"{path}: {name} is {number!r} ({reason}): there is no "
+                                 f"{column} score to put in the table; leave the file out")
         cell = (100 * result["value"], None if std is None else 100 * std, str(path))
         if column in rows.setdefault(key, {}):
             raise SystemExit(f"{path} and {rows[key][column][2]} both give {column} for {key}")
         rows[key][column] = cell
     return rows
+
+
+def is_finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def format_cell(value, std=None):

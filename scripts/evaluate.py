@@ -4,4 +4,5 @@ import sys
 
 from mae_ast_plugin.evaluation.evaluate import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing this file runs nothing
+    sys.exit(main())

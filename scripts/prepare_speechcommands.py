@@ -5,4 +5,5 @@ import sys
 
 from mae_ast_plugin.prep.cli import main
 
-sys.exit(main(["speechcommands", *sys.argv[1:]]))
+if __name__ == "__main__":  # importing this file runs nothing
+    sys.exit(main(["speechcommands", *sys.argv[1:]]))

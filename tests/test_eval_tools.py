@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 from finetune_helpers import (  # noqa: F401  (base, runs: shared session fixtures)
     base,
     checkpoint_of,
@@ -157,3 +158,21 @@ def test_evaluate_writes_null_not_nan_when_map_is_undefined(runs, base, tmp_path
     assert all(c["score"] is None for c in result["per_class"])
     with pytest.raises(SystemExit, match="value is None"):
         results_table.main([str(out), "--out", str(tmp_path / "t.md")])
+
+
+def test_predict_clip_reads_an_array_like_its_file(runs, base, tmp_path):
+    """A stereo 44.1 kHz 24-bit clip handed over as an array (soundfile's (samples, channels)
+    int32 or torchaudio's (channels, samples) float) scores as the file does."""
+    model, task = predict.load_classifier(checkpoint_of(runs, "speechcommands_v2"))
+    rng = np.random.default_rng(3)
+    stereo = 0.2 * rng.standard_normal((44100, 2))
+    path = tmp_path / "stereo.flac"
+    soundfile.write(path, stereo, 44100, subtype="PCM_24")
+    expected = predict.predict_file(model, task, str(path))
+    as_int, rate = soundfile.read(path, dtype="int32")
+    as_float, _ = soundfile.read(path, dtype="float32")
+    for clip in (as_int, as_float.T.copy()):
+        got = predict.predict_clip(model, task, clip, sample_rate=rate)
+        assert torch.allclose(got, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="sample_rate"):
+        predict.predict_clip(model, task, as_float)

@@ -37,7 +37,9 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("dataset", metavar="DATASET", choices=sorted(DATASETS))
-    parser.add_argument("options", nargs=argparse.REMAINDER, help="ROOT --dest DIR [options]")
+    parser.add_argument(
+        "options", nargs=argparse.REMAINDER, metavar="ROOT", help="ROOT --dest DIR [options]"
+    )
     return parser
 
 
@@ -45,7 +47,7 @@ def main(argv=None) -> int:
     """Run ``mae-ast-prepare``; returns the exit status (errors exit through argparse)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in DATASETS:
-        get_parser().parse_args(argv[:1] or ["--help"])  # prints help or the usage error
+        get_parser().parse_args(argv[:1])  # exits: the help, or the usage error
     name = argv[0]
     module = importlib.import_module(f"{__package__}.{name}")
     return run_cli(module.get_parser, module.prepare, argv[1:], prog=f"mae-ast-prepare {name}")

@@ -11,12 +11,14 @@ Every dataset module turns a downloaded dataset into the files the plugin reads:
 * ``labels.csv`` (labelled datasets): ``index,mid,display_name`` as in AST's
   ``class_labels_indices.csv``.
 
-The helpers here keep the six scripts identical in shape: the same command line
+The helpers here keep the six dataset modules identical in shape: the same command line
 (:func:`make_parser`), the same error handling (:class:`PrepError`, reported by :func:`run_cli`
 as a one-line message with exit status 2), the same audio probing (:func:`measure_clips`), the
-same atomic, validated writing (:func:`write_outputs`, :func:`write_split`) and the same
-closing summary (:class:`PrepSummary`).  Outputs depend only on the inputs and ``--seed``: file
-lists are sorted and every random choice comes from :func:`split_rng`.
+same validation hold-out (:func:`grouped_stratified_holdout`: whole source groups, every class
+present), the same atomic, validated writing (:func:`write_outputs`, :func:`write_split`; the
+other tools use :func:`atomic_write_text`, :func:`atomic_write_json` and :func:`atomic_target`
+too) and the same closing summary (:class:`PrepSummary`).  Outputs depend only on the inputs
+and ``--seed``: file lists are sorted and every random choice comes from :func:`split_rng`.
 """
 
 import argparse

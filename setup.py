@@ -33,6 +33,10 @@ setup(
         "console_scripts": [
             "mae-ast-predict = mae_ast_plugin.predict:main",
             "mae-ast-export = mae_ast_plugin.export:main",
+            "mae-ast-prepare = mae_ast_plugin.prep.cli:main",
+            "mae-ast-evaluate = mae_ast_plugin.evaluation.evaluate:main",
+            "mae-ast-results-table = mae_ast_plugin.evaluation.results_table:main",
+            "mae-ast-cv = mae_ast_plugin.evaluation.cv:main",
         ]
     },
     extras_require={

@@ -45,6 +45,10 @@ setup(
             "mae-ast-make-table1-corpus = mae_ast_plugin.corpora.table1:main",
             "mae-ast-demo = mae_ast_plugin.experiments.demo:main",
             "mae-ast-table1 = mae_ast_plugin.experiments.table1:main",
+            "mae-ast-prepare = mae_ast_plugin.prep.cli:main",
+            "mae-ast-evaluate = mae_ast_plugin.evaluation.evaluate:main",
+            "mae-ast-results-table = mae_ast_plugin.evaluation.results_table:main",
+            "mae-ast-cv = mae_ast_plugin.evaluation.cv:main",
         ]
     },
     extras_require={

@@ -74,3 +74,31 @@ def test_benchmark_data_tiny(tmp_path):
         assert r["clips"] == 6 and r["batches"] == 3
         assert r["clips_per_s_incl_startup"] > 0 and r["clips_per_s"] > 0
         assert r["frames"] == 6 * 98  # 1 s clips at 16 kHz: 98 fbank frames each
+
+
+def test_benchmark_pretrain_trainer_mode_times_fairseqs_train_step(tmp_path):
+    """--trainer: fairseq's Trainer.train_step with the real task and loader, both models."""
+    out = tmp_path / "trainer.json"
+    proc = run_script(
+        "scripts/benchmark_pretrain.py", "--trainer", "--tiny", "--tokens", "patch",
+        "--variants", "static", "--fbank-on-device", "true", "--out", str(out), timeout=600,
+    )
+    report = json.loads(out.read_text())
+    assert "| model | tokens |" in proc.stdout and "MAE-AST / SSAST, patch 2L static" in proc.stdout
+    assert report["failed"] == []
+    assert {r["model"] for r in report["results"]} == {"mae_ast", "ssast"}
+    for r in report["results"]:
+        assert r["variant"] == "static" and r["fbank_on_device"] is True
+        assert r["step_s"] > 0 and r["step_clips_per_s"] > 0 and r["loader_clips_per_s"] > 0
+
+
+def test_benchmark_data_fbank_batched(tmp_path):
+    out = tmp_path / "fbank.json"
+    proc = run_script(
+        "scripts/benchmark_data.py", "--fbank-batched", "--tiny", "--batch-size", "3",
+        "--clip-seconds", "1.5", "--out", str(out),
+    )
+    report = json.loads(out.read_text())
+    assert "torchaudio per clip, clips/s | batched, clips/s" in proc.stdout
+    assert report["batch"] == 3 and report["device"] == "cpu"
+    assert report["per_clip_clips_per_s"] > 0 and report["batched_clips_per_s"] > 0

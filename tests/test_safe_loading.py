@@ -48,10 +48,15 @@ def refuses(call, path):
         call()
 
 
-def test_every_loader_refuses_a_checkpoint_that_would_run_code(crafted, tmp_path, capsys):
+def test_every_loader_refuses_a_checkpoint_that_would_run_code(
+    crafted, tmp_path, capsys, monkeypatch
+):
     from mae_ast_plugin.models.mae_ast_classifier import MaeAstClassifier, MaeAstClassifierConfig
 
     path, marker = crafted
+    # torch's switch for its default does not reach our explicit weights_only=True (it would
+    # make fairseq's own load_checkpoint_to_cpu, which passes no weights_only, run the code)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     refuses(lambda: read_checkpoint(str(path)), path)
     refuses(lambda: load_encoder(str(path)), path)
     refuses(lambda: predict.load_classifier(str(path)), path)

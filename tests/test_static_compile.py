@@ -71,7 +71,9 @@ def test_compiled_static_step_equals_eager_without_recompiling_and_resumes(
 ):
     # aot_eager: dynamo and AOT autograd as with inductor, without minutes of C++ builds on CPU
     compile_opts = [
-        "task.static_shapes=true", "task.compile=true", "task.compile_backend=aot_eager"
+        "task.static_shapes=true",
+        "task.compile=true",
+        "task.compile_backend=aot_eager",
     ]
     proc, logs = train(tiny_corpus, tmp_path, *compile_opts)
     assert_same_losses(logs, eager_static)

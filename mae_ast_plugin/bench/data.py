@@ -18,10 +18,20 @@ Examples::
     mae-ast-benchmark-data --generate 200 --workers 0 1 2 4 8 --out data.json
     mae-ast-benchmark-data --generate 200 --compare gpu.json   # workers needed
     mae-ast-benchmark-data --tiny --out tiny.json              # seconds; for tests
+
+``--fbank-batched`` instead compares the two ways of computing the filterbanks of a batch of
+``--batch-size`` clips of ``--clip-seconds`` (odd lengths, padded): torchaudio's Kaldi fbank
+clip by clip (the loader's path) and ``features.batched_fbank`` on the whole padded batch
+(``task.fbank_on_device``), on ``--device``::
+
+    mae-ast-benchmark-data --fbank-batched --device cuda --batch-size 32
 """
 
+import datetime
 import json
 import math
+import os
+import platform
 import sys
 import tempfile
 import time
@@ -143,6 +153,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--tiny", action="store_true", help="6 generated 1 s clips, workers 0 1")
     parser.add_argument("--threads", type=int, help="torch threads of the main process (0 workers)")
+    parser.add_argument(
+        "--fbank-batched",
+        action="store_true",
+        help="compare per-clip torchaudio fbank with features.batched_fbank (see above)",
+    )
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--out", help="write the JSON report here")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -151,13 +167,83 @@ def parse_args(argv=None):
         args.clip_seconds = 1.0 if args.clip_seconds == 10.0 else args.clip_seconds
         args.batch_size = 2 if args.batch_size == 8 else args.batch_size
         args.workers = [0, 1] if args.workers == [0, 1, 2] else args.workers
-    if (args.manifest is None) == (args.generate is None):
+    if not args.fbank_batched and (args.manifest is None) == (args.generate is None):
         parser.error("give a manifest or --generate N (not both)")
     return args
 
 
+def fbank_batched_main(args) -> int:
+    """Median clips/s of per-clip and batched filterbanks (see the module docstring)."""
+    import statistics
+
+    import torch
+
+    from mae_ast_plugin.features import FbankConfig, batched_fbank, compute_fbank
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = FbankConfig()
+    generator = torch.Generator().manual_seed(0)
+    full = int(args.clip_seconds * cfg.sample_rate)
+    lengths = [full - 37 * i for i in range(args.batch_size)]  # odd lengths: padding in play
+    clips = [0.1 * torch.randn(n, generator=generator) for n in lengths]
+    waves = torch.zeros(len(clips), full)
+    for i, clip in enumerate(clips):
+        waves[i, : len(clip)] = clip
+    waves, sizes = waves.to(device), torch.tensor(lengths, device=device)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(fn, repeats):
+        fn()  # warm-up (mel filter tables, kernels)
+        times = []
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    repeats = 3 if args.tiny else 10
+    per_clip = timed(lambda: [compute_fbank(c.to(device), cfg) for c in clips], repeats)
+    batched = timed(lambda: batched_fbank(waves, sizes, cfg), repeats)
+    report = {
+        "machine": {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "load_average": os.getloadavg(),
+            **({"gpu": torch.cuda.get_device_name(0)} if device == "cuda" else {}),
+        },
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "device": device,
+        "batch": args.batch_size,
+        "clip_seconds": args.clip_seconds,
+        "per_clip_clips_per_s": len(clips) / per_clip,
+        "batched_clips_per_s": len(clips) / batched,
+    }
+    print("| device | batch | clip s | torchaudio per clip, clips/s | batched, clips/s | ratio |")
+    print("|---|---|---|---|---|---|")
+    print(
+        f"| {device} | {args.batch_size} | {args.clip_seconds} | "
+        f"{report['per_clip_clips_per_s']:.1f} | {report['batched_clips_per_s']:.1f} | "
+        f"{per_clip / batched:.2f}x |"
+    )
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.fbank_batched:
+        return fbank_batched_main(args)
     import torch
 
     from mae_ast_plugin.data.fbank_dataset import FbankAudioDataset

@@ -40,6 +40,17 @@ Examples::
     mae-ast-benchmark-pretrain --device cuda --batch-size 32 --layers 6 12 --out gpu.json
     mae-ast-benchmark-pretrain --device cuda --layers 12 --cuda-graph --compile
     mae-ast-benchmark-pretrain --tiny --out tiny.json      # seconds; for tests
+
+``--trainer`` times what users run instead: fairseq's ``Trainer.train_step`` with the task,
+dataset, loader and options of ``config/pretrain/{model}_{tokens}.yaml`` composed as
+``fairseq-hydra-train`` composes it, on a generated corpus (a third of it 44.1 kHz), per model
+and variant (``eager``; ``static``: task.static_shapes; ``compiled``: static + task.compile),
+and reports the loader's clips/s (its workers alone) next to the step's::
+
+    mae-ast-benchmark-pretrain --trainer --device cuda --batch-size 32 --layers 12 \
+        --workers 8 --out trainer_gpu.json
+    mae-ast-benchmark-pretrain --trainer --device cpu --batch-size 4 --layers 2 \
+        --embed-dim 192 --ffn-dim 768 --heads 4 --clip-seconds 4 --workers 2 --out cpu.json
 """
 
 import argparse
@@ -53,10 +64,13 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from mae_ast_plugin.bench.report import command_line, log, write_report
 from mae_ast_plugin.bench.report import machine_info as common_machine_info
 from mae_ast_plugin.cli import command_parser
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout: config/pretrain for --trainer
 
 MODELS = ("mae_ast", "ssast")
 TOKENS = {
@@ -504,6 +518,257 @@ def markdown(report) -> str:
     return "\n".join(lines)
 
 
+
+# ------------------------------------------------------------------------------------------------
+# --trainer: what users get.  fairseq's own Trainer.train_step with the real task, dataset, loader
+# and options, configured by composing config/pretrain/{model}_{tokens}.yaml as
+# fairseq-hydra-train composes it.
+
+VARIANTS = {
+    "eager": [],
+    "static": ["task.static_shapes=true"],
+    "compiled": ["task.static_shapes=true", "task.compile=true"],
+}
+
+
+def write_trainer_corpus(root: Path, clips: int, seconds: float, seed: int = 0) -> Path:
+    """``clips`` wav files of ``seconds`` (a third at 44.1 kHz, so the loader resamples) and a
+    ``train.tsv`` manifest with native-rate sizes, as wav2vec_manifest.py writes it."""
+    import numpy as np
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    audio = root / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    lines = [str(audio)]
+    for i in range(clips):
+        rate = 44100 if i % 3 == 2 else 16000
+        n = int(seconds * rate)
+        t = np.arange(n) / rate
+        wave = 0.2 * np.sin(2 * np.pi * rng.uniform(100, 900) * t) + 0.02 * rng.standard_normal(n)
+        soundfile.write(audio / f"{i:05d}.wav", wave.astype(np.float32), rate)
+        lines.append(f"{i:05d}.wav\t{n}")
+    (root / "train.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def compose_fairseq_config(config_name: str, overrides):
+    """The config fairseq-hydra-train would run: the yaml composed with hydra, fairseq's
+    defaults added, interpolations resolved."""
+    from fairseq.dataclass.initialize import add_defaults, hydra_init
+    from fairseq.dataclass.utils import omegaconf_no_object_check
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    hydra_init(config_name)
+    with initialize_config_dir(config_dir=str(REPO / "config" / "pretrain"), version_base=None):
+        cfg = compose(config_name=config_name, overrides=list(overrides))
+    add_defaults(cfg)
+    with omegaconf_no_object_check():
+        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def run_trainer_config(spec: dict) -> dict:
+    """Time ``Trainer.train_step`` on batches from the real loader, and the loader alone."""
+    import tempfile
+
+    import torch
+    from fairseq import tasks, utils
+    from fairseq.trainer import Trainer
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    cuda = spec["device"] == "cuda"
+    workdir = Path(tempfile.mkdtemp(prefix="bench_trainer_"))
+    overrides = [
+        "common.user_dir=mae_ast_plugin",
+        f"task.data={spec['data']}",
+        f"task.max_sample_len_s={spec['clip_seconds']}",
+        f"checkpoint.save_dir={workdir}",
+        "common.tensorboard_logdir=null",
+        f"common.cpu={'false' if cuda else 'true'}",
+        f"common.seed={spec['seed']}",
+        f"dataset.num_workers={spec['workers']}",
+        f"dataset.batch_size={spec['batch']}",
+        f"dataset.max_tokens={spec['batch'] * int(spec['clip_seconds'] * 16000)}",
+        "dataset.disable_validation=true",
+        "distributed_training.distributed_world_size=1",
+        f"model.encoder_layers={spec['layers']}",
+        f"model.encoder_embed_dim={spec['embed_dim']}",
+        f"model.decoder_embed_dim={spec['embed_dim']}",
+        f"model.encoder_ffn_embed_dim={spec['ffn_dim']}",
+        f"model.encoder_attention_heads={spec['heads']}",
+        f"model.decoder_layers={spec['decoder_layers']}",
+        f"task.fbank_on_device={spec['fbank_on_device']}",
+        *(["task.bf16_autocast=true"] if cuda else ["common.amp=false"]),
+        *VARIANTS[spec["variant"]],
+        *(["task.compile_mode=" + spec["compile_mode"]] if spec.get("compile_mode") else []),
+    ]
+    config_name = f"{spec['model']}_{spec['tokens']}"
+    cfg = compose_fairseq_config(config_name, overrides)
+    utils.import_user_module(cfg.common)
+    torch.manual_seed(spec["seed"])
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    trainer = Trainer(cfg, task, model, criterion)
+    epoch_itr = trainer.get_train_iterator(epoch=1, load_dataset=True)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    # The data path alone: the loader as configured (workers, fbank on device or not).
+    needed = spec["warmup"] + spec["steps"]
+    batches, clips = [], 0
+    itr = epoch_itr.next_epoch_itr(shuffle=True)
+    next(itr)  # worker start-up is not throughput
+    start = time.perf_counter()
+    for sample in itr:
+        batches.append(sample)
+        clips += len(sample["id"])
+        if len(batches) == needed:
+            break
+    loader_s = time.perf_counter() - start
+    if len(batches) < needed:
+        raise RuntimeError(f"the corpus gave {len(batches)} batches, {needed} needed")
+
+    times, cpu_times, step_clips = [], [], []
+    for i, sample in enumerate(batches):
+        sync()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        trainer.train_step([sample])
+        sync()
+        if i >= spec["warmup"]:
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
+            step_clips.append(len(sample["id"]))
+    step_s = statistics.median(times)
+    graphs = None
+    if spec["variant"] == "compiled":
+        from mae_ast_plugin.tasks.mae_ast_pretraining import compiled_graphs
+
+        graphs = compiled_graphs()
+    return {
+        **{k: spec[k] for k in ("name", "model", "tokens", "layers", "variant", "device")},
+        "batch": spec["batch"],
+        "fbank_on_device": bool(task.fbank_on_device),
+        "workers": spec["workers"],
+        "step_s": step_s,
+        "step_cpu_time_s": statistics.median(cpu_times),
+        "step_clips_per_s": statistics.mean(step_clips) / step_s,
+        "loader_clips_per_s": clips / loader_s,
+        "compiled_graphs": graphs,
+        "peak_memory_bytes": torch.cuda.max_memory_allocated() if cuda
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def trainer_markdown(report) -> str:
+    lines = [
+        "| model | tokens | layers | variant | fbank on device | step ms | step clips/s | "
+        "loader clips/s (workers) | limit |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        limit = "loader" if r["loader_clips_per_s"] < r["step_clips_per_s"] else "model"
+        lines.append(
+            f"| {r['model']} | {r['tokens']} | {r['layers']} | {r['variant']} | "
+            f"{'yes' if r['fbank_on_device'] else 'no'} | {1000 * r['step_s']:.1f} | "
+            f"{r['step_clips_per_s']:.1f} | {r['loader_clips_per_s']:.1f} ({r['workers']}) | "
+            f"{limit} |"
+        )
+    by = {(r["model"], r["tokens"], r["layers"], r["variant"]): r for r in report["results"]}
+    for (model, tokens, layers, variant), r in by.items():
+        other = by.get(("ssast", tokens, layers, variant))
+        if model == "mae_ast" and other:
+            speedup = r["step_clips_per_s"] / other["step_clips_per_s"]
+            lines.append(f"\nMAE-AST / SSAST, {tokens} {layers}L {variant}: {speedup:.2f}x")
+    return "\n".join(lines)
+
+
+def trainer_main(args, device: str) -> int:
+    import tempfile
+
+    size = dict(TINY_SIZE if args.tiny else PAPER_SIZE)
+    for key in ("embed_dim", "ffn_dim", "heads", "decoder_layers", "clip_seconds"):
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
+    cuda = device == "cuda"
+    batch = args.batch_size or (2 if args.tiny else 32 if cuda else 8)
+    steps = args.steps or (1 if args.tiny else 20 if cuda else 3)
+    warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 5 if cuda else 2)
+    layers = args.layers or ([2] if args.tiny else [12])
+    workers = args.workers if args.workers is not None else (0 if args.tiny else 6)
+    data = Path(args.data_dir or tempfile.mkdtemp(prefix="bench_corpus_"))
+    # one epoch must hold warm-up and timed steps plus the batch that starts the workers
+    clips = batch * (warmup + steps + 2)
+    if not (data / "train.tsv").is_file():
+        log(f"writing {clips} clips of {size['clip_seconds']} s to {data}")
+        write_trainer_corpus(data, clips, size["clip_seconds"], seed=args.seed)
+    specs = []
+    for tokens in args.tokens:
+        for depth in layers:
+            for variant in args.variants:
+                for model in args.models:
+                    specs.append(
+                        {
+                            "name": f"{model}-{tokens}-{depth}L-{variant}",
+                            "model": model,
+                            "tokens": tokens,
+                            "layers": depth,
+                            "variant": variant,
+                            "batch": batch,
+                            "device": device,
+                            "steps": steps,
+                            "warmup": warmup,
+                            "workers": workers,
+                            "data": str(data),
+                            "fbank_on_device": args.fbank_on_device,
+                            "compile_mode": args.compile_mode,
+                            "seed": args.seed,
+                            "threads": args.threads,
+                            "kind": "trainer",
+                            **size,
+                        }
+                    )
+    report = {
+        "machine": machine_info(device),
+        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "settings": {
+            "mode": "trainer: fairseq Trainer.train_step, real task, loader and options",
+            "device": device,
+            "batch": batch,
+            "steps": steps,
+            "warmup": warmup,
+            "workers": workers,
+            "fbank_on_device": args.fbank_on_device,
+            "variants": {v: VARIANTS[v] for v in args.variants},
+            **size,
+        },
+    }
+    results, failed = [], []
+    for spec in specs:
+        log(f"{spec['name']}: batch {batch}, {spec['clip_seconds']} s clips, {device}")
+        try:
+            results.append(run_in_subprocess(spec))
+        except Exception as err:  # keep the other configurations' results
+            log(f"{spec['name']} FAILED: {type(err).__name__}: {err}")
+            failed.append({"name": spec["name"], "error": f"{type(err).__name__}: {err}"})
+    report["results"] = results
+    report["failed"] = failed
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    print(trainer_markdown(report))
+    for failure in failed:
+        print(f"FAILED {failure['name']}: {failure['error']}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if failed else 0
+
+
 def parse_args(argv=None):
     parser = command_parser("mae-ast-benchmark-pretrain", __doc__)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -540,6 +805,22 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--tiny", action="store_true",
                         help="small widths, 1 s clips, 1+1 steps, batch 2")
+    parser.add_argument(
+        "--trainer",
+        action="store_true",
+        help="time fairseq's Trainer.train_step with the real task, loader and options "
+        "(config/pretrain yaml), next to the loader's own clips/s",
+    )
+    parser.add_argument(
+        "--variants", nargs="+", choices=tuple(VARIANTS), default=list(VARIANTS),
+        help="--trainer: eager, static (task.static_shapes), compiled (static + task.compile)",
+    )
+    parser.add_argument("--workers", type=int, help="--trainer: loader workers (default 6)")
+    parser.add_argument(
+        "--fbank-on-device", default="auto", choices=("auto", "true", "false"),
+        help="--trainer: task.fbank_on_device",
+    )
+    parser.add_argument("--data-dir", help="--trainer: corpus directory (default: generated)")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -548,7 +829,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.child:
-        result = run_config(json.loads(args.child))
+        spec = json.loads(args.child)
+        run = run_trainer_config if spec.get("kind") == "trainer" else run_config
+        result = run(spec)
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
 
@@ -559,6 +842,8 @@ def main(argv=None):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
+    if args.trainer:
+        return trainer_main(args, device)
     cuda = device == "cuda"
     size = dict(TINY_SIZE if args.tiny else PAPER_SIZE)
     for key, value in (

@@ -19,7 +19,7 @@ import numpy as np
 
 from mae_ast_plugin.corpora import dsp
 from mae_ast_plugin.corpora import speech_synth as ss
-from mae_ast_plugin.data.prep_utils import Clip, atomic_write_text, write_split
+from mae_ast_plugin.prep.common import Clip, atomic_write_text, write_split
 
 SAMPLE_RATE = 16000  # Hz, mono, 16-bit PCM: the rate the paper's front end expects
 SPLITS_LABELLED = ("train", "valid", "test")
@@ -99,7 +99,7 @@ def render_all(render, specs, out_root, workers):
 
 
 def write_manifest(manifest_dir, split, clips, frames, audio_root, with_labels):
-    """The split's manifest (and labels) through prep_utils, plus a ``.meta.jsonl`` row per clip
+    """The split's manifest (and labels) through prep.common, plus a ``.meta.jsonl`` row per clip
     (text, voice, noise...) that the tests use to check the split rules."""
     rows = [
         Clip(

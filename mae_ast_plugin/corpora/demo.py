@@ -55,7 +55,7 @@ from mae_ast_plugin.corpora.speech_clips import (
     render_speech,
     speaker_classes,
 )
-from mae_ast_plugin.data.prep_utils import ClassInfo, write_labels_csv
+from mae_ast_plugin.prep.common import ClassInfo, write_labels_csv
 
 FORMAT_VERSION = 1  # bump when the generated audio changes for the same parameters
 SIZE_OPTIONS = (

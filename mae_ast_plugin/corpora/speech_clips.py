@@ -19,7 +19,7 @@ from mae_ast_plugin.corpora.build import (
     fade,
     write_pcm,
 )
-from mae_ast_plugin.data.prep_utils import ClassInfo
+from mae_ast_plugin.prep.common import ClassInfo
 
 ENGLISH_VOICES = (
     "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp",

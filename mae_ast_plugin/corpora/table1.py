@@ -2,7 +2,7 @@
 deterministic, synthetic, pip-only.
 
 Four datasets, written as the plugin's manifests (``{split}.tsv``, ``{split}.lbl``,
-``labels.csv`` through prep_utils, plus a ``{split}.meta.jsonl`` per split describing every
+``labels.csv`` through prep.common, plus a ``{split}.meta.jsonl`` per split describing every
 clip) under ``--manifests`` (default ``manifests/local``), with 16 kHz wavs under ``--out``
 (default ``data/local``):
 
@@ -72,7 +72,7 @@ from mae_ast_plugin.corpora.speech_clips import (
     speaker_classes,
 )
 from mae_ast_plugin.corpora.speech_clips import plan_pretrain as plan_speech_pretrain
-from mae_ast_plugin.data.prep_utils import ClassInfo, write_labels_csv
+from mae_ast_plugin.prep.common import ClassInfo, write_labels_csv
 
 FORMAT_VERSION = 1  # bump when the audio changes for the same parameters
 TASKS = ("keyword", "speaker", "events")

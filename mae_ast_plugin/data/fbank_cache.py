@@ -81,7 +81,10 @@ def _write_atomic(path: str, write: Callable) -> None:
 
 
 def _write_json(path: str, obj: dict) -> None:
-    _write_atomic(path, lambda handle: handle.write(json.dumps(obj, indent=1).encode("utf-8")))
+    _write_atomic(
+        path,
+        lambda handle: handle.write(json.dumps(obj, indent=1, allow_nan=False).encode("utf-8")),
+    )
 
 
 class ManifestLines:
@@ -322,10 +325,7 @@ class FbankCache:
         """Open the cache of ``split`` for the entries of ``manifest`` (as the task read it);
         raises :class:`FbankCacheError` naming the shard if it is missing, stale or corrupt."""
         data_dir = os.path.dirname(manifest.path) or "."
-        rebuild = (
-            f"build it with: mae-ast-precompute-fbank {data_dir} {cache_dir} "
-            f"--splits {split}"
-        )
+        rebuild = f"build it with: mae-ast-precompute-fbank {data_dir} {cache_dir} --splits {split}"
         split_path = os.path.join(cache_dir, split + ".json")
         if not os.path.isfile(split_path):
             raise FbankCacheError(

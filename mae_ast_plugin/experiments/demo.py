@@ -85,8 +85,9 @@ def finetune_keyword(name: str, overrides) -> float:
     data = f"task.data={MANIFESTS / 'keyword'}"
     hydra_train("config/finetune", "demo_keyword", run_dir, [data, *overrides])
     metrics = run_dir / "test_metrics.json"
-    run([sys.executable, "scripts/evaluate.py", run_dir / "checkpoints" / "checkpoint_best.pt",
-         MANIFESTS / "keyword", "--split", "test", "--out", metrics, "--num-workers", "0"])
+    run([sys.executable, "-m", "mae_ast_plugin.evaluation.evaluate",
+         run_dir / "checkpoints" / "checkpoint_best.pt", MANIFESTS / "keyword",
+         "--split", "test", "--out", metrics, "--num-workers", "0"])
     return json.loads(metrics.read_text())["value"]
 
 

@@ -259,7 +259,7 @@ def generated_report(results) -> str:
         "<details><summary>The runs it makes</summary>",
         "",
         "Fine-tuning runs once per seed (`common.seed=<seed>`); each is scored by "
-        "`scripts/evaluate.py <run>/checkpoints/checkpoint_best.pt <task data> --split test "
+        "`mae-ast-evaluate <run>/checkpoints/checkpoint_best.pt <task data> --split test "
         "--out <run>/metrics.json`, called in-process.",
         "",
         "```bash",

@@ -185,7 +185,7 @@ def sample_mask(
     visible_idx = order.gather(1, ranks.clamp(max=num_tokens - 1))
     visible_idx, visible_padding = _padded_slots(visible_idx, num_visible, num_tokens)
     if not fixed_counts:
-        # Rectangular batches (no padding anywhere) keep the cheaper mask-free path.
+        # Rectangular batches (no padding anywhere) keep the mask-free path.
         if bool((num_masked == max_masked).all()):
             masked_padding = None
         if bool((num_visible == max_visible).all()):

@@ -7,8 +7,12 @@ SpecAugment, mixup) are seeded per micro-batch by its place in the update's glob
 steps draw exactly what one worker with ``update_freq`` W x F would.
 """
 
+import atexit
 import contextlib
 import functools
+import logging
+import multiprocessing
+import weakref
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -24,6 +28,8 @@ from omegaconf import II, MISSING
 from ..data.fbank_cache import FbankCache
 from ..data.manifest import Manifest
 from ..features import FbankConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,7 +56,7 @@ class AudioTaskConfig(FairseqDataclass):
     fbank_cache: Optional[str] = field(
         default=None,
         metadata={
-            "help": "directory of precomputed filterbanks (mae-ast-precompute-fbank): read "
+            "help": "directory of precomputed filterbanks (scripts/precompute_fbank.py): read "
             "the features from it instead of decoding the audio; the same values and crops"
         },
     )
@@ -87,6 +93,56 @@ def autocast_dtype(bf16_requested: bool, on_gpu: bool, native_bf16: bool, amp: b
     if bf16_requested and native_bf16:
         return torch.bfloat16
     return torch.float16 if amp else None
+
+
+def _loader_iterators(epoch_itr):
+    """The multiprocessing DataLoader iterators held by a fairseq EpochBatchIterator: the
+    reused DataLoader's persistent one and those of the current and prefetched epochs."""
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    found = [getattr(getattr(epoch_itr, "dataloader", None), "_iterator", None)]
+    for name in ("_cur_epoch_itr", "_next_epoch_itr"):
+        itr = getattr(epoch_itr, name, None)
+        while itr is not None and not isinstance(itr, _MultiProcessingDataLoaderIter):
+            inner = getattr(itr, "_itr", None)  # CountingIterator
+            itr = inner if inner is not None else getattr(itr, "_iterable", None)  # Buffered
+        found.append(itr)
+    unique = {id(i): i for i in found if isinstance(i, _MultiProcessingDataLoaderIter)}
+    return list(unique.values())  # a persistent DataLoader's epochs share one iterator
+
+
+_EPOCH_ITERATORS = weakref.WeakSet()
+
+
+def shutdown_loader_workers() -> int:
+    """Stop the loader workers (and pin-memory threads) of every epoch iterator the plugin's
+    tasks made; returns how many worker processes are left (0 unless one could not be stopped).
+
+    Why (the exit hang of README "Known problems"): fairseq reuses its DataLoaders with
+    persistent workers and ``pin_memory=True`` (a pin-memory thread on GPU machines), so at the
+    end of training their iterators are still alive, half consumed, with batches in flight.
+    They were left to ``__del__`` during interpreter shutdown, after the atexit handlers of
+    multiprocessing and torch had run, where joining the pin-memory thread and the workers can
+    wait for ever (pytorch/pytorch#81794, #48666).  Registered with atexit when the first
+    iterator is made, so it runs before those handlers (atexit runs last-registered first),
+    while every queue and thread still works: workers are told to stop, joined, and
+    terminated if they do not stop in time (DataLoader's own shutdown)."""
+    iterators = [i for epoch_itr in list(_EPOCH_ITERATORS) for i in _loader_iterators(epoch_itr)]
+    for itr in iterators:
+        itr._shutdown_workers()
+    left = len(multiprocessing.active_children())
+    if iterators:
+        logger.info(
+            "stopped the loader workers of %d DataLoader iterators (%d worker processes left)",
+            len(iterators),
+            left,
+        )
+    return left
+
+
+@functools.cache
+def _register_shutdown():
+    atexit.register(shutdown_loader_workers)
 
 
 @functools.cache
@@ -153,6 +209,12 @@ class AudioTask(FairseqTask):
     def valid_step(self, sample, model, criterion):
         with self.autocast(model):
             return super().valid_step(sample, model, criterion)
+
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        epoch_itr = super().get_batch_iterator(dataset, *args, **kwargs)
+        _EPOCH_ITERATORS.add(epoch_itr)
+        _register_shutdown()
+        return epoch_itr
 
     def max_positions(self):
         return None

@@ -23,7 +23,7 @@ import torch
 from mae_ast_plugin import load_encoder
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.data.manifest import read_manifest
-from mae_ast_plugin.features import AudioError, load_audio
+from mae_ast_plugin.features import AudioError, load_audio, num_frames
 
 
 def get_parser():
@@ -70,7 +70,7 @@ def check_settings(out_dir: str, settings: dict):
                 "use another output directory"
             )
     else:
-        atomic_write_text(path, json.dumps(settings, indent=1) + "\n")
+        atomic_write_text(path, json.dumps(settings, indent=1, allow_nan=False) + "\n")
 
 
 def main(argv=None):
@@ -108,13 +108,21 @@ def main(argv=None):
         rows, waves = [], []
         for row in todo[start : start + args.batch_size]:
             try:
-                waves.append(load_audio(manifest.audio_path(row), encoder.features.sample_rate))
+                wave = load_audio(manifest.audio_path(row), encoder.features.sample_rate)
+                frames = num_frames(wave.numel(), encoder.features)
+                if frames < encoder.min_frames:  # nothing to embed: never a NaN mean
+                    raise AudioError(
+                        f"clip gives {frames} filterbank frames, fewer than one token "
+                        f"({encoder.min_frames})"
+                    )
+                waves.append(wave)
                 rows.append(row)
             except AudioError as err:
                 if not args.skip_invalid:
                     raise SystemExit(
-                        f"{manifest.where(row)}: {err} (or pass --skip-invalid)"
-                    ) from err
+                        f"{manifest.where(row)}: {err} (fix or remove the line, or pass "
+                        "--skip-invalid to skip it)"
+                    ) from None
                 print(f"skipping {manifest.where(row)}: {err}", file=sys.stderr)
                 skipped.append(row)
         if not rows:

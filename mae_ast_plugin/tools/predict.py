@@ -14,13 +14,20 @@ which needs no fairseq.
 """
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 
 import torch
 
 from mae_ast_plugin.cli import command_parser
-from mae_ast_plugin.features import AudioError, compute_fbank, load_audio
+from mae_ast_plugin.features import (
+    AudioError,
+    as_mono_waveform,
+    compute_fbank,
+    load_audio,
+    resample,
+)
 
 # Table 1's columns, told apart by the class count and label type of their data.
 TABLE1_BENCHMARKS = {
@@ -85,15 +92,21 @@ def load_exported_classifier(folder: str, device: str = "cpu"):
     return network, ExportedTask(config, features)
 
 
-def load_classifier(checkpoint: str, data: str | None = None, device: str = "cpu"):
+def load_classifier(
+    checkpoint: str, data: str | None = None, device: str = "cpu", task_overrides=None
+):
     """(model in eval mode on ``device``, task) of a fine-tuned checkpoint.  ``data`` replaces
-    the training data directory (needed only to load evaluation splits)."""
+    the training data directory (needed only to load evaluation splits); ``task_overrides``
+    replaces other task settings (e.g. ``{"skip_invalid": True}``)."""
     from fairseq import checkpoint_utils
 
     from mae_ast_plugin.checkpoints import read_checkpoint
     from mae_ast_plugin.models.mae_ast_classifier import MaeAstClassifier
 
-    overrides = {"task": {"data": data}} if data else None
+    task = dict(task_overrides or {})
+    if data:
+        task["data"] = data
+    overrides = {"task": task} if task else None
     state = read_checkpoint(str(checkpoint), arg_overrides=overrides)
     ensemble, _, task = checkpoint_utils.load_model_ensemble_and_task(
         [str(checkpoint)], state=state
@@ -133,24 +146,47 @@ def benchmark_of(task) -> str | None:
     return TABLE1_BENCHMARKS.get((len(task.classes), bool(task.cfg.multi_label)))
 
 
-def clip_features(path: str, task) -> torch.Tensor:
-    """(frames, mel) filterbank of an audio file, cropped as the evaluation splits are."""
+def clip_features(
+    audio, task, sample_rate: int | None = None, channel_axis: int | None = None
+) -> torch.Tensor:
+    """(frames, mel) filterbank of one clip, cropped as the evaluation splits are.
+
+    ``audio`` is a file path (read by :func:`load_audio`), or a waveform array/tensor at
+    ``sample_rate`` Hz that :func:`as_mono_waveform` accepts (1-D, or 2-D with channels mixed
+    down; float or integer PCM), so an array gives the same features as the file it came from.
+    """
     features = task.cfg.features
-    waveform = load_audio(path, features.sample_rate)
+    if isinstance(audio, (str, os.PathLike)):
+        waveform = load_audio(str(audio), features.sample_rate)
+    else:
+        if sample_rate is None:
+            raise ValueError("a waveform needs its sample_rate (Hz)")
+        waveform = as_mono_waveform(audio, channel_axis)
+        waveform = resample(waveform, sample_rate, features.sample_rate)
     waveform = waveform[: int(round(task.crop_seconds(training=False) * features.sample_rate))]
     return compute_fbank(waveform, features)
 
 
 @torch.no_grad()
-def predict_file(model, task, path: str, device: str = "cpu") -> torch.Tensor:
-    """Class probabilities (C,) of one audio file."""
-    fbank = clip_features(path, task)
+def predict_clip(
+    model, task, audio, sample_rate: int | None = None, device: str = "cpu",
+    channel_axis: int | None = None,
+) -> torch.Tensor:
+    """Class probabilities (C,) of one clip: a file path, or a waveform at ``sample_rate`` Hz
+    (see :func:`clip_features`).  Raises :class:`AudioError` for a clip shorter than one token."""
+    fbank = clip_features(audio, task, sample_rate, channel_axis)
     if fbank.shape[0] < model.min_frames:
+        name = audio if isinstance(audio, (str, os.PathLike)) else "audio"
         raise AudioError(
-            f"{path}: {fbank.shape[0]} frames, fewer than one token ({model.min_frames})"
+            f"{name}: {fbank.shape[0]} frames, fewer than one token ({model.min_frames})"
         )
     logits = model(fbank.unsqueeze(0).to(device))["logits"][0]
     return class_probabilities(logits, task.cfg.multi_label)
+
+
+def predict_file(model, task, path: str, device: str = "cpu") -> torch.Tensor:
+    """Class probabilities (C,) of one audio file."""
+    return predict_clip(model, task, path, device=device)
 
 
 def main(argv=None):

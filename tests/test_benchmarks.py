@@ -80,7 +80,7 @@ def test_benchmark_pretrain_trainer_mode_times_fairseqs_train_step(tmp_path):
     """--trainer: fairseq's Trainer.train_step with the real task and loader, both models."""
     out = tmp_path / "trainer.json"
     proc = run_script(
-        "scripts/benchmark_pretrain.py", "--trainer", "--tiny", "--tokens", "patch",
+        "mae-ast-benchmark-pretrain", "--trainer", "--tiny", "--tokens", "patch",
         "--variants", "static", "--fbank-on-device", "true", "--out", str(out), timeout=600,
     )
     report = json.loads(out.read_text())
@@ -95,7 +95,7 @@ def test_benchmark_pretrain_trainer_mode_times_fairseqs_train_step(tmp_path):
 def test_benchmark_data_fbank_batched(tmp_path):
     out = tmp_path / "fbank.json"
     proc = run_script(
-        "scripts/benchmark_data.py", "--fbank-batched", "--tiny", "--batch-size", "3",
+        "mae-ast-benchmark-data", "--fbank-batched", "--tiny", "--batch-size", "3",
         "--clip-seconds", "1.5", "--out", str(out),
     )
     report = json.loads(out.read_text())

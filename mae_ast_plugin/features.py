@@ -57,8 +57,6 @@ _INT_SCALES = {
     torch.int16: (0.0, 2.0**15),
     torch.int32: (0.0, 2.0**31),
 }
-# At most this many channels on the channel axis of an unlabelled 2-D array (7.1.4 is 12).
-MAX_CHANNELS = 16
 
 
 def as_mono_waveform(audio, channel_axis: int | None = None, what: str = "audio") -> torch.Tensor:
@@ -71,8 +69,8 @@ def as_mono_waveform(audio, channel_axis: int | None = None, what: str = "audio"
     * 1 dimension: mono samples;
     * 2 dimensions: samples and channels.  ``channel_axis`` says which axis holds the channels
       (``1``: (samples, channels) as ``soundfile.read`` returns; ``0``: (channels, samples) as
-      ``torchaudio.load`` returns).  Without it the axis must be unambiguous: the only axis of
-      at most :data:`MAX_CHANNELS` entries, or of size 1.
+      ``torchaudio.load`` returns).  It may be left out only for a single channel ((N, 1) or
+      (1, N)); a clip of several channels without it is refused rather than guessed.
 
     dtypes: float16/bfloat16/float32/float64 are taken as they are (full scale 1.0, like
     soundfile's float output); int8, uint8, int16 and int32 are integer PCM, scaled as
@@ -80,8 +78,8 @@ def as_mono_waveform(audio, channel_axis: int | None = None, what: str = "audio"
     come back, ``(x - 128) / 2**7`` for 8-bit unsigned WAV).
 
     Raises :class:`AudioError`, naming ``what`` (e.g. ``"waveforms[2]"``), for an empty clip,
-    NaN or infinite samples, an unsupported dtype or number of dimensions, or a 2-D shape whose
-    channel axis cannot be told (it names the shape and the ``channel_axis`` to pass).
+    NaN or infinite samples, an unsupported dtype or number of dimensions, or a 2-D clip of several
+    channels without ``channel_axis`` (it names the shape and the ``channel_axis`` to pass).
     """
     if isinstance(audio, torch.Tensor):
         tensor = audio.detach()
@@ -119,23 +117,23 @@ def as_mono_waveform(audio, channel_axis: int | None = None, what: str = "audio"
 
 
 def _channel_axis(shape, channel_axis: int | None, what: str) -> int:
-    """The channel axis (0 or 1) of a 2-D clip of ``shape``: the one stated, else the one that
-    can only be channels."""
+    """The channel axis (0 or 1) of a 2-D clip of ``shape``: the one stated, or the axis of size
+    1 of a single-channel clip.  A clip of several channels must state it: guessing (samples,
+    channels) against (channels, samples) from the sizes would silently mix the wrong axis of a
+    short clip, and two readers (soundfile, torchaudio) use the two layouts."""
     if channel_axis is not None:
         if channel_axis not in (0, 1, -1, -2):
             raise AudioError(
                 f"{what}: channel_axis must be 0 or 1 for a 2-D clip, got {channel_axis}"
             )
         return channel_axis % 2
-    candidates = [axis for axis in (0, 1) if shape[axis] <= MAX_CHANNELS]
-    if len(candidates) == 2 and 1 in shape and shape != (1, 1):
-        candidates = [shape.index(1)]  # (1, N) or (N, 1): a single channel
-    if len(candidates) == 1:
-        return candidates[0]
+    if 1 in shape:
+        return shape.index(1)  # (1, N) or (N, 1): a single channel
     raise AudioError(
-        f"{what}: cannot tell the channel axis of a 2-D clip of shape {shape}; pass "
-        "channel_axis=1 for (samples, channels) as soundfile.read returns, channel_axis=0 for "
-        "(channels, samples) as torchaudio.load returns, or a 1-D mono array"
+        f"{what}: a 2-D clip of shape {shape} has several channels; state which axis holds them "
+        "so that it is mixed down to mono as training mixes files: channel_axis=1 for "
+        "(samples, channels) as soundfile.read returns, channel_axis=0 for (channels, samples) "
+        "as torchaudio.load returns; or pass a 1-D mono array"
     )
 
 

@@ -17,6 +17,7 @@ from finetune_helpers import (
 )
 
 from mae_ast_plugin.evaluation import evaluate, results_table
+from mae_ast_plugin.features import AudioError
 from mae_ast_plugin.tools import predict
 
 
@@ -237,8 +238,10 @@ def test_predict_clip_reads_an_array_like_its_file(runs, base, tmp_path):
     expected = predict.predict_file(model, task, str(path))
     as_int, rate = soundfile.read(path, dtype="int32")
     as_float, _ = soundfile.read(path, dtype="float32")
-    for clip in (as_int, as_float.T.copy()):
-        got = predict.predict_clip(model, task, clip, sample_rate=rate)
+    for clip, axis in ((as_int, 1), (as_float.T.copy(), 0)):
+        got = predict.predict_clip(model, task, clip, sample_rate=rate, channel_axis=axis)
         assert torch.allclose(got, expected, atol=1e-6)
+    with pytest.raises(AudioError, match=r"\(44100, 2\) has several channels"):
+        predict.predict_clip(model, task, as_float, sample_rate=rate)
     with pytest.raises(ValueError, match="sample_rate"):
         predict.predict_clip(model, task, as_float)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import REPO, TINY_MODEL, hydra_train, write_corpus
 from finetune_helpers import (
-    finetune,
+    checkpoint_of,
     pretrained_checkpoint,
     recipe_data,
 )
@@ -89,17 +89,6 @@ def checkpoint(checkpoints, name) -> Path:
     """The checkpoint ``name``; the frame and SSAST models are trained on first use."""
     made = checkpoints[name]
     return made() if callable(made) else made
-
-
-@pytest.fixture(scope="module")
-def classifier_checkpoint(base):
-    """A fine-tuned classifier with every head option on (layer weights, projector, LayerNorm)."""
-    data = recipe_data(base, "speechcommands_v1")
-    extra = ["model.layer_weighting=true", "model.projector_dim=8", "model.head_layer_norm=true"]
-    pretrained = pretrained_checkpoint(base)
-    return finetune("speechcommands_v1", data, pretrained, base / "export_ks1", extra) / (
-        "checkpoint_best.pt"
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,7 +165,7 @@ def test_authors_format_loads_in_s3prl_with_the_same_hidden_states(name, checkpo
     assert torch.allclose(again, first, atol=1e-5)
 
 
-def test_authors_format_refuses_options_it_lacks(classifier_checkpoint, checkpoints, tmp_path):
+def test_authors_format_refuses_options_it_lacks(runs, checkpoints, tmp_path):
     from omegaconf import OmegaConf
 
     from mae_ast_plugin.models.mae_ast import MaeAstConfig
@@ -200,7 +189,7 @@ def test_authors_format_refuses_options_it_lacks(classifier_checkpoint, checkpoi
     with pytest.raises(NotExportableError, match="frame_length_ms=20.0"):
         authors_cfg(cfg(), FbankConfig(frame_length_ms=20.0), "/data", 48000)
 
-    proc = export(classifier_checkpoint, tmp_path / "x.pt", "--format", "authors")
+    proc = export(checkpoint_of(runs, "esc50"), tmp_path / "x.pt", "--format", "authors")
     assert proc.returncode == 2
     assert "model._name=mae_ast_classifier is a fine-tuned classifier" in proc.stderr
     proc = export(checkpoint(checkpoints, "ours_ssast"), tmp_path / "x.pt", "--format", "authors")
@@ -295,20 +284,33 @@ def test_safetensors_folder_gives_the_same_features_without_fairseq(name, checkp
     check_same_features(original, folder, tmp_path)
 
 
-def test_classifier_folder_predicts_without_fairseq(classifier_checkpoint, base, tmp_path):
+# The fine-tuning tests' runs (test_finetune.py makes them once per session): SID has the
+# SUPERB head (layer weights, projector) and whole-utterance evaluation, ESC-50 SSAST's LayerNorm.
+HEADS = {
+    "voxceleb1_sid": (1251, {"layer_weighting": True, "projector_dim": 256,
+                             "head_layer_norm": False}),
+    "esc50": (50, {"layer_weighting": False, "projector_dim": 0, "head_layer_norm": True}),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(HEADS))
+def test_classifier_folder_predicts_without_fairseq(recipe, runs, base, tmp_path):
     from mae_ast_plugin.tools import predict
 
-    folder = tmp_path / "ks1"
-    assert export(classifier_checkpoint, folder, "--format", "safetensors").returncode == 0
+    original = checkpoint_of(runs, recipe)
+    folder = tmp_path / recipe
+    assert export(original, folder, "--format", "safetensors").returncode == 0
     config = json.loads((folder / "config.json").read_text())
     head = config["classifier"]
-    assert len(head["classes"]["display_name"]) == 12 and head["multi_label"] is False
-    assert head["layer_weighting"] and head["projector_dim"] == 8 and head["head_layer_norm"]
+    num_classes, options = HEADS[recipe]
+    assert len(head["classes"]["display_name"]) == num_classes and head["multi_label"] is False
+    assert {key: head[key] for key in options} == options
     assert config["provenance"]["source_model"] == "mae_ast_classifier"
 
-    wav = sorted((recipe_data(base, "speechcommands_v1") / "audio").glob("test_*.wav"))[0]
-    exported, stdout = check_same_features(classifier_checkpoint, folder, tmp_path, wav)
-    model, task = predict.load_classifier(str(classifier_checkpoint))
+    data = recipe_data(base, recipe) / ("fold1" if recipe == "esc50" else "")
+    wav = sorted((data / "audio").glob("test_*.wav"))[0]
+    exported, stdout = check_same_features(original, folder, tmp_path, wav)
+    model, task = predict.load_classifier(str(original))
     expected = predict.predict_file(model, task, str(wav)).numpy()
     assert np.allclose(exported["probabilities"], expected, atol=1e-5)
     assert stdout.splitlines()[0] == str(wav) and len(stdout.splitlines()) == 3

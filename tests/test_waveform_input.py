@@ -38,7 +38,7 @@ def test_every_soundfile_read_gives_what_load_audio_gives(tmp_path, subtype, dty
     expected = load_audio(path, 16000)
     wave, _ = soundfile.read(path, dtype=dtype)  # (samples, 2), as the README snippet reads
     tolerance = 2.0**-15 if dtype == "int16" else 1e-7  # int16 keeps only 16 of 24/32 bits
-    for array, axis in ((wave, None), (wave.T, None), (wave, 1), (wave.T.copy(), 0)):
+    for array, axis in ((wave, 1), (wave.T, 0), (wave.T.copy(), 0)):
         for value in (array, torch.from_numpy(np.ascontiguousarray(array))):
             got = as_mono_waveform(value, channel_axis=axis)
             assert got.dtype == torch.float32 and got.shape == expected.shape
@@ -49,7 +49,7 @@ def test_eight_bit_unsigned_and_mono_layouts(tmp_path):
     path = stereo_file(tmp_path / "u8.wav", "PCM_U8")
     as_int16, _ = soundfile.read(path, dtype="int16")  # libsndfile shifts u8 into int16
     unsigned = ((as_int16.astype(np.int32) >> 8) + 128).astype(np.uint8)  # the file's bytes
-    assert torch.equal(as_mono_waveform(unsigned), load_audio(path, 16000))
+    assert torch.equal(as_mono_waveform(unsigned, channel_axis=1), load_audio(path, 16000))
     mono = np.linspace(-1, 1, 100, dtype=np.float32)
     for layout in (mono, mono[None, :], mono[:, None], mono.tolist()):
         assert torch.equal(as_mono_waveform(layout), torch.from_numpy(mono))
@@ -60,6 +60,8 @@ def test_eight_bit_unsigned_and_mono_layouts(tmp_path):
     [
         (np.zeros((400, 400), np.float32), r"shape \(400, 400\).*channel_axis=1.*channel_axis=0"),
         (np.zeros((4, 4), np.float32), r"shape \(4, 4\).*channel_axis"),
+        (np.zeros((16000, 2), np.float32), r"shape \(16000, 2\) has several channels.*mono"),
+        (torch.zeros(2, 16000), r"shape \(2, 16000\) has several channels.*channel_axis=0"),
         (np.zeros((2, 3, 100), np.float32), r"shape \(2, 3, 100\)"),
         (np.zeros(0, np.float32), "empty"),
         (np.array([0.0, np.nan], np.float32), "NaN or infinite"),
@@ -92,8 +94,9 @@ def test_extract_features_reads_arrays_like_files(encoder, tmp_path):
     reference = encoder.extract_features([load_audio(path, 16000)], 16000).last_hidden_state
     float_wave, rate = soundfile.read(path, dtype="float32")  # (samples, 2)
     int_wave, _ = soundfile.read(path, dtype="int32")
-    for clip in (float_wave, torch.from_numpy(float_wave.T.copy()), int_wave):
-        out = encoder.extract_features([clip], sample_rate=rate).last_hidden_state
+    for clip, axis in ((float_wave, 1), (torch.from_numpy(float_wave.T.copy()), 0), (int_wave, 1)):
+        out = encoder.extract_features([clip], sample_rate=rate, channel_axis=axis)
+        out = out.last_hidden_state
         assert out.shape == reference.shape
         assert torch.allclose(out, reference, atol=1e-5)
 
@@ -109,7 +112,16 @@ def test_extract_features_names_the_bad_clip(encoder):
     # batched with a longer clip it would be all padding (an empty mean): refused the same way
     with pytest.raises(AudioError, match=r"waveforms\[1\]: 8 filterbank frames, fewer than one"):
         encoder.extract_features([good, good[:1600]], 16000)
-    with pytest.raises(AudioError, match=r"waveforms\[0\]: cannot tell the channel axis"):
+    with pytest.raises(AudioError, match=r"waveforms\[0\]: a 2-D clip of shape \(3000, 3000\)"):
         encoder.extract_features([np.zeros((3000, 3000), np.float32)], 16000)
     with pytest.raises(AudioError, match="sample rate"):
         encoder.extract_features([good], sample_rate=0)
+
+
+def test_multichannel_clip_without_channel_axis_is_refused_by_name(encoder, tmp_path):
+    """The old README snippet on a stereo file: a clear error naming the clip, its shape and the
+    option to pass, never the interleaved samples encoded as a clip twice as long."""
+    path = stereo_file(tmp_path / "speech.wav", "PCM_16")
+    wave, rate = soundfile.read(path, dtype="float32")
+    with pytest.raises(AudioError, match=r"waveforms\[0\].*\(8000, 2\).*channel_axis=1"):
+        encoder.extract_features([wave], sample_rate=rate)

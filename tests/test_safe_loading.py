@@ -11,10 +11,10 @@ import pytest
 import soundfile
 import torch
 from conftest import REPO, synth_clip
-from finetune_helpers import load_script
 
 from mae_ast_plugin import load_encoder
 from mae_ast_plugin.checkpoints import UnsafeCheckpointError, read_checkpoint
+from mae_ast_plugin.evaluation.evaluate import evaluate
 from mae_ast_plugin.experiments import demo
 from mae_ast_plugin.features import FbankConfig
 from mae_ast_plugin.tools import predict
@@ -60,7 +60,7 @@ def test_every_loader_refuses_a_checkpoint_that_would_run_code(
     refuses(lambda: read_checkpoint(str(path)), path)
     refuses(lambda: load_encoder(str(path)), path)
     refuses(lambda: predict.load_classifier(str(path)), path)
-    refuses(lambda: load_script("evaluate").evaluate(path, str(tmp_path), out=tmp_path / "m.json"),
+    refuses(lambda: evaluate(path, str(tmp_path), out=tmp_path / "m.json"),
             path)
     refuses(lambda: demo.encoder_overrides(path), path)
     config = MaeAstClassifierConfig(pretrained_checkpoint=str(path))  # fine-tuning's encoder

@@ -40,7 +40,8 @@ def summarize(line: str):
             record = json.loads(line.split(" - ", 1)[1])
             updates = record.get(key + "num_updates")
             shown = [f"{name.replace(key, '')} {value}" for name, value in record.items()
-                     if name.replace(key, "") in ("loss", "loss_recon", "loss_infonce", "infonce_acc", "accuracy")]
+                     if name.replace(key, "") in ("loss", "loss_recon", "loss_recon_mean_baseline",
+                                                 "loss_infonce", "infonce_acc", "accuracy")]
             return f"  {prefix:5s} update {updates:>5}: " + ", ".join(shown)
     return None
 

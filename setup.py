@@ -27,8 +27,15 @@ setup(
         "tensorboardX==2.6.5",  # fairseq's tensorboard logging
         "matplotlib==3.11.2",  # reconstruction and loss plots
         "espeakng-loader==0.2.4",  # bundled espeak-ng: the demo corpus needs no system package
+        "scikit-learn==1.9.1",  # mae-ast-probe's logistic regressions (lbfgs, one-vs-rest)
+        "tqdm==4.70.1",  # progress bars (fairseq needs it too)
     ],
-    entry_points={"console_scripts": ["mae-ast-predict = mae_ast_plugin.predict:main"]},
+    entry_points={
+        "console_scripts": [
+            "mae-ast-predict = mae_ast_plugin.predict:main",
+            "mae-ast-probe = mae_ast_plugin.evaluation.probe:main",
+        ]
+    },
     extras_require={
         "fairseq": ["fairseq-fixed==0.12.3.1"],
         "test": ["pytest==9.2.0"],

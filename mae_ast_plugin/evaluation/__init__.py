@@ -1,0 +1,1 @@
+"""Evaluating encoders: the frozen-encoder linear probe (``probe``)."""

@@ -18,7 +18,11 @@ stopped; a half-finished run directory is deleted and the run redone, so timings
    (config/finetune/esc50.yaml + config/local/table1/finetune.yaml), ``--jobs`` runs at a time;
    the checkpoint best on valid is scored once on test (scripts/evaluate.py); result:
    ``{out}/finetune/{row}/{task}/seed{k}/result.json``;
-4. ``{out}/results.json``, the pretraining loss curves (``--figure``) and the report
+4. frozen-encoder linear probes (``mae-ast-probe``; ``mae_ast_plugin.evaluation.probe``) of
+   every pretrained row's encoder on every task, and for the no-pretraining rows the same
+   encoder at random initialisation (seed 1): per layer, C and the best layer chosen on valid,
+   test scored once; result: ``{out}/probe/{row}/{task}/probe.json``;
+5. ``{out}/results.json``, the pretraining loss curves (``--figure``) and the report
    (``--report``).  The report's text between the ``generated`` markers is rewritten; text
    outside them (the discussion) is kept.
 """
@@ -396,6 +400,53 @@ def finetune(args, config, row_key: str, task_key: str, seed: int, pretrained) -
     return result
 
 
+def probe_source(row_key: str, pretrained: dict):
+    """(checkpoint, random_init) whose encoder a row's probe reads: the row's own pretraining,
+    or for a no-pretraining row a pretrained checkpoint with the same tokens and encoder, at
+    fresh weights (its input BatchNorm statistics kept); None when no such checkpoint ran."""
+    if row_key in pretrained:
+        return Path(pretrained[row_key]["checkpoint"]), False
+    tokens = ROWS[row_key].tokens
+    for candidate in (f"mae_ast_{tokens}", f"ssast_{tokens}"):
+        if candidate in pretrained:
+            return Path(pretrained[candidate]["checkpoint"]), True
+    return None
+
+
+def probe(args, row_key: str, task_key: str, pretrained: dict):
+    """The row's encoder, frozen, probed on the task; returns the report's best (on valid) and
+    last layer entries, or None when the row has no encoder to probe."""
+    from mae_ast_plugin.evaluation import probe as linear_probe
+
+    source = probe_source(row_key, pretrained)
+    if source is None:
+        return None
+    out = args.out / "probe" / row_key / task_key
+    if (out / "probe.json").exists():
+        report = read_json(out / "probe.json")
+    else:
+        checkpoint, random_init = source
+        report = linear_probe.run_probe(
+            str(checkpoint), str(args.manifests / task_key), random_init=random_init, seed=1,
+            cache_dir=str(args.out / "probe_cache"), progress=False,
+        )
+        linear_probe.plot_report(report, out / "probe.png",
+                                 title=f"{ROWS[row_key].label}, {TASKS[task_key].label}")
+        linear_probe.write_report(report, out / "probe.json")  # last: marks it done
+        best, last = report["best"], report["last"]
+        print(f"  probe {ROWS[row_key].label:<22} {TASKS[task_key].label:<13} test accuracy "
+              f"{100 * best['test']:.1f}% (layer {best['layer']}), last layer "
+              f"{100 * last['test']:.1f}%", flush=True)
+    keep = ("layer", "C", "valid", "valid_se", "test", "test_se")
+    return {
+        "best": {k: report["best"][k] for k in keep},
+        "last": {k: report["last"][k] for k in keep},
+        "encoder": report["encoder"],
+        "checkpoint": report["checkpoint"],
+        "report": str(out / "probe.json"),
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # Results
 
@@ -411,7 +462,7 @@ def summarize(values, test_clips):
             "test_clips": test_clips}
 
 
-def collect(finetuned, pretrained, baseline, config, rows, seeds) -> dict:
+def collect(finetuned, pretrained, baseline, config, rows, seeds, probes=None) -> dict:
     table = {}
     for row_key in rows:
         table[row_key] = {}
@@ -425,6 +476,7 @@ def collect(finetuned, pretrained, baseline, config, rows, seeds) -> dict:
         "tasks": {k: TASKS[k].label for k in TASKS},
         "seeds": list(seeds),
         "accuracy": table,
+        "probe": probes or {},
         "pretraining": pretrained,
         "baseline_rss_mb": baseline["peak_rss_mb"],
         "finetune_runs": finetuned,
@@ -540,6 +592,43 @@ def results_table(results) -> list:
     return lines
 
 
+def probe_cell(cell) -> str:
+    if cell is None:
+        return "-"
+    best, last = cell["best"], cell["last"]
+    return (f"{100 * best['test']:.1f} ± {100 * best['test_se']:.1f} (layer {best['layer']}) / "
+            f"{100 * last['test']:.1f} ± {100 * last['test_se']:.1f}")
+
+
+def probe_table(results) -> list:
+    """Linear-probe test accuracy per row and task: the layer chosen on valid, and the last."""
+    probes = results.get("probe") or {}
+    if not probes:
+        return []
+    lines = ["| Model (frozen encoder) | "
+             + " | ".join(f"{t.label} ({t.paper_column}-like)" for t in TASKS.values()) + " |",
+             "|" + "---|" * (len(TASKS) + 1)]
+    for row_key, label in results["rows"].items():
+        cells = [probe_cell(probes.get(row_key, {}).get(task)) for task in TASKS]
+        if row_key.startswith("scratch"):
+            label += " (random init)"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def probe_difference(results, row_a, row_b, task, which="best"):
+    """Probe test accuracy of row_a minus row_b (points) ± its standard error, or None."""
+    from mae_ast_plugin.evaluation.probe import gain_over_control
+
+    probes = results.get("probe") or {}
+    a, b = probes.get(row_a, {}).get(task), probes.get(row_b, {}).get(task)
+    if a is None or b is None:
+        return None
+    gain = gain_over_control(a, b, which)
+    verdict = "clear" if abs(gain["gain"]) > 2 * gain["se_of_difference"] else "within noise"
+    return f"{100 * gain['gain']:+.1f} ± {100 * gain['se_of_difference']:.1f} ({verdict})"
+
+
 def paper_table(results) -> list:
     lines = ["| Model (paper) | " + " | ".join(t.paper_column for t in TASKS.values()) + " |",
              "|" + "---|" * (len(TASKS) + 1)]
@@ -573,6 +662,13 @@ def claims(results) -> list:
             parts = [f"{TASKS[t].label.lower()} {describe_difference(results, mae, scratch, t)} "
                      f"[{paper_difference(mae, scratch, t)}]" for t in TASKS]
             lines.append(f"- {rows[mae]} − {rows[scratch]}: " + "; ".join(parts) + ".")
+            for which, name in (("best", "layer chosen on valid"), ("last", "last layer")):
+                probed = [(t, probe_difference(results, mae, scratch, t, which)) for t in TASKS]
+                if all(d is not None for _, d in probed):
+                    lines.append(f"- linear probe of the frozen encoders ({name}), {rows[mae]} − "
+                                 "the same encoder at random init: "
+                                 + "; ".join(f"{TASKS[t].label.lower()} {d}" for t, d in probed)
+                                 + ".")
     lines += ["", "**Claim 2: MAE-AST matches SSAST's accuracy while pretraining several times "
               "faster (paper: 3× faster, 2× less memory).**"]
     baseline = results["baseline_rss_mb"]
@@ -636,6 +732,12 @@ def generated_report(results) -> str:
         "",
         *results_table(results),
         "",
+        *(["Linear probe of each frozen encoder (test accuracy %, ± binomial standard error): "
+           "the layer chosen on valid / the last layer.  Features: each layer's output averaged "
+           "over the clip's tokens, standardised on train; multinomial logistic regression with "
+           "C chosen on valid (`mae-ast-probe`).  The no-pretraining rows probe the same "
+           "encoder at random initialisation (seed 1).", "", *probe_table(results), ""]
+          if results.get("probe") else []),
         "The paper's numbers for the cells these stand in for (Table 1; scratch rows from the "
         "SSAST paper):",
         "",
@@ -780,6 +882,9 @@ def main(argv=None):
             done = dict(zip(pretrain_rows, pool.map(lambda k: pretrain(args, config, k), pretrain_rows)))
         pretrained = {k: done[k] for k in args.rows if k in done}
         baseline = baseline_rss(args)
+        print(f"probing {len(args.rows)} frozen encoders x {len(TASKS)} tasks ...", flush=True)
+        probes = {row_key: {task_key: probe(args, row_key, task_key, pretrained)
+                            for task_key in TASKS} for row_key in args.rows}
         print(f"fine-tuning {len(args.rows)} rows x {len(TASKS)} tasks x {len(seeds)} seeds, "
               f"{args.jobs} at a time ...", flush=True)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -801,7 +906,7 @@ def main(argv=None):
                          "load_1min": load.samples})
         write_json(sessions_path, sessions)
 
-    results = collect(finetuned, pretrained, baseline, config, args.rows, seeds)
+    results = collect(finetuned, pretrained, baseline, config, args.rows, seeds, probes)
     results["corpus"] = corpus
     results["machine"] = machine_info()
     results["run"] = {
@@ -824,6 +929,7 @@ def main(argv=None):
     write_report(results, args.report, args.figure)
     print(f"results: {shown(args.out / 'results.json')}\nreport: {shown(args.report)}")
     print("\n".join(results_table(results)))
+    print("\n".join(probe_table(results)))
     return results
 
 

@@ -454,6 +454,7 @@ def write_report(report: dict, path):
 
 def plot_report(report: dict, path, title: str = ""):
     """PNG of the valid and test metric (with one standard error) against layer."""
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's root logger is chatty
     import matplotlib
 
     matplotlib.use("Agg")
@@ -542,6 +543,8 @@ def probe_to_dir(argv=None) -> dict:
     if args.batch_size < 1 or args.bootstrap < 2 or any(c <= 0 for c in args.C_grid):
         raise SystemExit("--batch-size must be >= 1, --bootstrap >= 2 and every C > 0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # the manifest reader's per-file INFO lines would drown the table (fairseq logs at INFO)
+    logging.getLogger("mae_ast_plugin.data").setLevel(logging.WARNING)
     from ..data.labelled_dataset import LabelError
     from ..data.manifest import ManifestError
     from ..features import AudioError

@@ -28,6 +28,8 @@ setup(
         "matplotlib==3.11.2",  # reconstruction and loss plots
         "espeakng-loader==0.2.4",  # bundled espeak-ng: the demo corpus needs no system package
         "safetensors==0.8.0",  # exported model folders (mae-ast-export --format safetensors)
+        "scikit-learn==1.9.1",  # mae-ast-probe's logistic regressions (lbfgs, one-vs-rest)
+        "tqdm==4.70.1",  # progress bars (fairseq needs it too)
     ],
     # Every command is a package module's main(argv=None), as fairseq_cli's are.
     entry_points={
@@ -49,6 +51,7 @@ setup(
             "mae-ast-evaluate = mae_ast_plugin.evaluation.evaluate:main",
             "mae-ast-results-table = mae_ast_plugin.evaluation.results_table:main",
             "mae-ast-cv = mae_ast_plugin.evaluation.cv:main",
+            "mae-ast-probe = mae_ast_plugin.evaluation.probe:main",
         ]
     },
     extras_require={

@@ -39,8 +39,25 @@ def _save(fig, out_path: str):
     os.replace(tmp, out_path)
 
 
+BASELINE = "loss_recon_mean_baseline"
+
+
+def _plot_mean_baseline(ax, train, valid):
+    """The criterion's trivial predictor (each masked token := its clip's mean visible token),
+    dashed, in the colours of the train and valid curves; logs from before it existed lack it."""
+    train = [r for r in train if BASELINE in r]
+    valid = [r for r in valid if "valid_" + BASELINE in r]
+    if train:
+        ax.plot([r["num_updates"] for r in train], [r[BASELINE] for r in train], "--",
+                color="C0", alpha=0.7, label="train: clip's mean visible token")
+    if valid:
+        ax.plot([r["valid_num_updates"] for r in valid], [r["valid_" + BASELINE] for r in valid],
+                "s--", color="C1", alpha=0.7, label="valid: clip's mean visible token")
+
+
 def plot_losses(log_path: str, out_path: str, title: str | None = None) -> dict[str, list[dict]]:
-    """PNG of training and validation loss (and its two terms) against updates."""
+    """PNG of training and validation loss (and its two terms) against updates; the
+    reconstruction panel also shows the mean-visible-token baseline when the log has it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,6 +82,8 @@ def plot_losses(log_path: str, out_path: str, title: str | None = None) -> dict[
                 "o-",
                 label="valid",
             )
+        if key == "loss_recon":
+            _plot_mean_baseline(ax, train, valid)
         ax.set_xlabel("updates")
         ax.set_title(label)
         ax.grid(alpha=0.3)

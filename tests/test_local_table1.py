@@ -69,6 +69,21 @@ def test_results_file(tiny_run):
         scratch = run["row"].startswith("scratch")
         assert ("+init=scratch" in run["command"]) == scratch
         assert ("model.pretrained_checkpoint=" in run["command"]) != scratch
+    # linear probes: every row on every task, the no-pretraining rows at random init
+    for row in ROWS:
+        for task in TASKS:
+            cell = results["probe"][row][task]
+            report = json.loads(Path(cell["report"]).read_text())
+            assert cell["encoder"] == ("random-init" if row.startswith("scratch") else "pretrained")
+            tokens = row.rsplit("_", 1)[1]
+            source = row if row in PRETRAINED_ROWS else f"mae_ast_{tokens}"
+            expected = results["pretraining"][source]
+            assert cell["checkpoint"] == str(Path(expected["checkpoint"]).resolve())
+            assert cell["best"]["layer"] == report["best_layer"]
+            assert cell["last"]["layer"] == report["num_layers"] == 2  # the tiny preset's encoder
+            for which in ("best", "last"):
+                assert 0.0 <= cell[which]["test"] <= 1.0 and cell[which]["test_se"] >= 0.0
+            assert report["clips"]["test"] == corpus["counts"][task]["test"]
     machine = results["machine"]
     assert machine["cpu"] and machine["usable_cores"] >= 1
     assert results["run"]["sessions"] and results["run"]["total_wall_s"] > 0
@@ -91,6 +106,10 @@ def test_report_and_figure(tiny_run):
         assert f"| {label} |" in report
     for claim in ("Claim 1", "Claim 2", "Claim 3"):
         assert claim in report
+    assert "| Model (frozen encoder) | Keywords (KS1-like) |" in report
+    assert "| No pretraining, Patch (random init) |" in report
+    assert report.count("(layer ") >= len(ROWS) * len(TASKS)
+    assert "linear probe of the frozen encoders (layer chosen on valid), MAE-AST Patch" in report
     assert "usable cores" in report and "load average" in report
     assert "mae-ast-table1 --preset tiny" in report
     runs = len(PRETRAINED_ROWS) + len(ROWS) * len(TASKS)

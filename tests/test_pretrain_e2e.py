@@ -45,7 +45,8 @@ def test_patch_config_trains_and_logs_natural_units(patch_run):
     train = records(proc.stdout, "train_inner")
     assert [int(r["num_updates"]) for r in train] == [1, 2, 3]
     for r in train:
-        for key in ("loss", "loss_recon", "loss_infonce", "infonce_acc"):
+        keys = ("loss", "loss_recon", "loss_recon_mean_baseline", "loss_infonce", "infonce_acc")
+        for key in keys:
             assert key in r
         assert "ppl" not in r and "nll_loss" not in r
         # loss = 10 x MSE + 1 x InfoNCE, per clip, in nats
@@ -128,6 +129,7 @@ def test_plots_of_a_run(patch_run, tiny_corpus, tmp_path):
     parsed = read_training_log(str(log))
     assert [int(r["num_updates"]) for r in parsed["train_inner"]] == [1, 2, 3]
     assert parsed["valid"] and isinstance(parsed["valid"][0]["valid_loss"], float)
+    assert isinstance(parsed["valid"][0]["valid_loss_recon_mean_baseline"], float)
     plot_losses(str(log), str(tmp_path / "losses.png"))
     assert (tmp_path / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

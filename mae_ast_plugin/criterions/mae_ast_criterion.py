@@ -1,7 +1,10 @@
 """The MAE-AST pretraining loss: ``10 x MSE + 1 x InfoNCE`` on the masked tokens.
 
 Logged in natural units (nats for InfoNCE), as per-clip averages that sum exactly across
-workers and accumulation steps: ``loss``, ``loss_recon``, ``loss_infonce``, ``infonce_acc``.
+workers and accumulation steps: ``loss``, ``loss_recon``, ``loss_infonce``, ``infonce_acc``, and
+``loss_recon_mean_baseline``: the MSE a trivial predictor scores on the same masked tokens by
+predicting each one as its clip's mean visible token.  A ``loss_recon`` near that baseline means
+the model has learnt little beyond the clip's average spectrum.
 """
 
 from dataclasses import dataclass, field
@@ -67,6 +70,32 @@ def masked_counts(target: torch.Tensor, masked_padding: Optional[torch.Tensor]) 
     return (~masked_padding).sum(dim=1)
 
 
+def mean_visible_token_mse(
+    target: torch.Tensor,
+    visible: torch.Tensor,
+    visible_padding: torch.Tensor | None = None,
+    masked_padding: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-clip MSE (B,) of predicting every masked token as the clip's mean visible token.
+
+    ``target`` (B, M, P) and ``visible`` (B, V, P) are normalised tokens (the model's units);
+    ``visible_padding`` (B, V) and ``masked_padding`` (B, M), True at padding slots, keep padding
+    out of the mean and out of the error.  Comparable with ``loss_recon`` when no masked slot is
+    padded (the reconstruction MSE also averages over the clip's masked values).
+    """
+    target, visible = target.float(), visible.float()
+    if visible_padding is not None:
+        real = (~visible_padding).unsqueeze(-1).float()
+        mean = (visible * real).sum(1) / real.sum(1).clamp(min=1.0)
+    else:
+        mean = visible.mean(1)
+    error = (target - mean.unsqueeze(1)).pow(2).mean(-1)  # (B, M)
+    if masked_padding is None:
+        return error.mean(1)
+    real = (~masked_padding).float()
+    return (error * real).sum(1) / real.sum(1).clamp(min=1.0)
+
+
 @register_criterion("mae_ast", dataclass=MaeAstCriterionConfig)
 class MaeAstCriterion(FairseqCriterion):
     def __init__(self, task, reconstruction_weight: float, classification_weight: float):
@@ -86,6 +115,10 @@ class MaeAstCriterion(FairseqCriterion):
         count = masked_counts(target, masked_padding)
         per_clip = self.reconstruction_weight * mse + self.classification_weight * infonce
         loss = per_clip.sum()
+        with torch.no_grad():
+            baseline = mean_visible_token_mse(
+                target, out["visible_tokens"], out.get("visible_padding"), masked_padding
+            )
         # Clips that mask nothing are static-shape batch fillers: not clips of the batch.
         batch = int((count > 0).sum())
         num_masked = int(count.sum())
@@ -94,6 +127,7 @@ class MaeAstCriterion(FairseqCriterion):
             batch,
             sample,
             loss_recon=mse.sum().item(),
+            loss_recon_mean_baseline=baseline.sum().item(),
             loss_infonce=infonce.sum().item(),
             infonce_correct=int(correct.sum()),
             infonce_count=num_masked,
@@ -103,7 +137,9 @@ class MaeAstCriterion(FairseqCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
-        total = reduce_clip_metrics(logging_outputs, ("loss", "loss_recon", "loss_infonce"))
+        total = reduce_clip_metrics(
+            logging_outputs, ("loss", "loss_recon", "loss_recon_mean_baseline", "loss_infonce")
+        )
         count = total("infonce_count")
         if count > 0:
             metrics.log_scalar("infonce_acc", total("infonce_correct") / count, count, round=4)

@@ -3,11 +3,15 @@
 1. builds the synthetic speech corpus (``mae-ast-make-demo-corpus``; skipped if already built),
 2. pretrains a small MAE-AST on it with fairseq-hydra-train (config/pretrain/demo.yaml),
 3. plots the loss curves and a masked reconstruction of a held-out clip,
-4. fine-tunes on the corpus's keyword task twice with the same budget, from the pretrained
-   checkpoint and from scratch (config/finetune/demo_keyword.yaml), and scores both on the
-   test split, whose voices were never heard in training,
-5. prints where everything is, the validation loss at the first and last evaluation (it fails
-   if pretraining did not lower it clearly) and the two test accuracies.
+4. probes the frozen pretrained encoder and the same architecture at random initialisation
+   (mae-ast-probe: a linear classifier per layer on mean-pooled features) on the keyword task,
+   whose valid and test voices are absent from its train split,
+5. fine-tunes on the keyword task twice with the same budget, from the pretrained checkpoint
+   and from scratch (config/finetune/demo_keyword.yaml), and scores both on the test split,
+6. prints where everything is, the validation loss at the first and last evaluation (it fails
+   if pretraining did not lower it clearly), each test accuracy with its standard error, whether
+   pretraining's gain exceeds twice the standard error of the difference, and the wall time of
+   each stage.
 
 Re-running continues finished or interrupted runs from their checkpoints.  It runs from the
 repository checkout (the configs and outputs live there).
@@ -22,6 +26,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from mae_ast_plugin.cli import command_parser
@@ -43,7 +49,8 @@ def summarize(line: str):
         if tag in line:
             record = json.loads(line.split(" - ", 1)[1])
             updates = record.get(key + "num_updates")
-            wanted = ("loss", "loss_recon", "loss_infonce", "infonce_acc", "accuracy")
+            wanted = ("loss", "loss_recon", "loss_recon_mean_baseline", "loss_infonce",
+                      "infonce_acc", "accuracy")
             shown = [f"{name.replace(key, '')} {value}" for name, value in record.items()
                      if name.replace(key, "") in wanted]
             return f"  {prefix:5s} update {updates:>5}: " + ", ".join(shown)
@@ -79,8 +86,50 @@ def hydra_train(config_dir: str, config_name: str, run_dir: Path, overrides):
         )
 
 
-def finetune_keyword(name: str, overrides) -> float:
-    """Fine-tune on the keyword task, then score the test split; returns the accuracy."""
+STAGE_TIMES = {}
+
+
+@contextmanager
+def stage(name: str):
+    """Time one stage of the demo (wall clock), for the summary."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        STAGE_TIMES[name] = time.monotonic() - started
+
+
+def comparison_lines(title: str, pretrained: dict, control: dict, control_name: str):
+    """Lines that show two test accuracies with their standard errors and say whether the gain
+    exceeds twice the standard error of the difference (``probe.gain_over_control``)."""
+    from mae_ast_plugin.evaluation.probe import gain_over_control
+
+    result = gain_over_control(pretrained, control)
+    verdict = "exceeds" if result["exceeds_2se"] else "does NOT exceed"
+    return result, [
+        title,
+        f"  pretrained encoder: {result['pretrained']:.3f} ± {result['pretrained_se']:.3f}",
+        f"  {control_name + ':':19s} {result['control']:.3f} ± {result['control_se']:.3f}",
+        f"  gain {result['gain']:+.3f}, standard error of the difference "
+        f"{result['se_of_difference']:.3f}: the gain {verdict} twice its standard error",
+    ]
+
+
+def probe_keyword(checkpoint: Path, random_init: bool) -> dict:
+    """Frozen-encoder probe of the keyword task (mae-ast-probe); returns the best layer's entry
+    (chosen on valid) with the report's chosen layer."""
+    from mae_ast_plugin.evaluation.probe import probe_to_dir
+
+    out = OUT / ("probe_random_init" if random_init else "probe_pretrained")
+    args = [str(checkpoint), str(MANIFESTS / "keyword"), "--out-dir", str(out),
+            "--cache-dir", str(OUT / "probe_cache"), "--seed", "1"]
+    report = probe_to_dir(args + (["--random-init"] if random_init else []))
+    return dict(report["best"], out=out)
+
+
+def finetune_keyword(name: str, overrides) -> dict:
+    """Fine-tune on the keyword task, then score the test split; returns the test accuracy
+    (``test``) with its binomial standard error (``test_se``) and the number of clips."""
     run_dir = OUT / f"keyword_{name}"
     data = f"task.data={MANIFESTS / 'keyword'}"
     hydra_train("config/finetune", "demo_keyword", run_dir, [data, *overrides])
@@ -88,7 +137,11 @@ def finetune_keyword(name: str, overrides) -> float:
     run([sys.executable, "-m", "mae_ast_plugin.evaluation.evaluate",
          run_dir / "checkpoints" / "checkpoint_best.pt", MANIFESTS / "keyword",
          "--split", "test", "--out", metrics, "--num-workers", "0"])
-    return json.loads(metrics.read_text())["value"]
+    from mae_ast_plugin.evaluation.probe import binomial_se
+
+    result = json.loads(metrics.read_text())
+    value, clips = result["value"], result["num_clips"]
+    return {"test": value, "test_se": binomial_se(value, clips), "clips": clips}
 
 
 def encoder_overrides(checkpoint: Path):
@@ -115,27 +168,37 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     os.chdir(REPO)
-    run([sys.executable, "-m", "mae_ast_plugin.corpora.demo",
-         "--out", "data/demo", "--manifests", MANIFESTS])
-    hydra_train("config/pretrain", "demo", PRETRAIN_DIR,
-                [f"task.data={MANIFESTS}", *args.overrides])
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    with stage("corpus"):
+        run([sys.executable, "-m", "mae_ast_plugin.corpora.demo",
+             "--out", "data/demo", "--manifests", MANIFESTS])
+    with stage("pretraining"):
+        hydra_train("config/pretrain", "demo", PRETRAIN_DIR, [f"task.data={MANIFESTS}",
+                                                              *args.overrides])
 
     from mae_ast_plugin.plotting import plot_losses
 
     log = PRETRAIN_DIR / "hydra_train.log"
-    records = plot_losses(str(log), str(OUT / "pretrain_losses.png"),
-                          title="MAE-AST demo pretraining")
     checkpoint = PRETRAIN_DIR / "checkpoints" / "checkpoint_last.pt"
-    first_clip = (MANIFESTS / "valid.tsv").read_text().splitlines()
-    audio = Path(first_clip[0]) / first_clip[1].split("\t")[0]
-    run([sys.executable, "-m", "mae_ast_plugin.tools.plot_reconstruction", checkpoint, audio,
-         "--out", OUT / "reconstruction.png"])
+    with stage("plots"):
+        records = plot_losses(str(log), str(OUT / "pretrain_losses.png"),
+                              title="MAE-AST demo pretraining")
+        first_clip = (MANIFESTS / "valid.tsv").read_text().splitlines()
+        audio = Path(first_clip[0]) / first_clip[1].split("\t")[0]
+        run([sys.executable, "-m", "mae_ast_plugin.tools.plot_reconstruction", checkpoint, audio,
+             "--out", OUT / "reconstruction.png"])
+    with stage("probes"):
+        probed = probe_keyword(checkpoint, random_init=False)
+        control = probe_keyword(checkpoint, random_init=True)
 
     valid = records["valid"]
     first, last = valid[0]["valid_loss"], valid[-1]["valid_loss"]
     if not args.skip_finetune:
-        pretrained = finetune_keyword("pretrained", [f"model.pretrained_checkpoint={checkpoint}"])
-        scratch = finetune_keyword("scratch", ["+init=scratch", *encoder_overrides(checkpoint)])
+        with stage("fine-tuning"):
+            pretrained = finetune_keyword("pretrained",
+                                          [f"model.pretrained_checkpoint={checkpoint}"])
+            scratch = finetune_keyword("scratch", ["+init=scratch", *encoder_overrides(checkpoint)])
 
     print()
     print(f"pretrained checkpoint: {checkpoint}")
@@ -147,18 +210,28 @@ def main(argv=None):
         f"{last:.3f} at update {valid[-1]['valid_num_updates']:.0f} "
         f"({(first - last) / first:.0%} lower)"
     )
+    recon = [(r["valid_loss_recon"], r["valid_loss_recon_mean_baseline"]) for r in valid
+             if "valid_loss_recon_mean_baseline" in r]
+    if recon:
+        print(f"reconstruction MSE:    {recon[-1][0]:.3f} (valid); predicting each masked token as "
+              f"its clip's mean visible token: {recon[-1][1]:.3f}")
+    test_clips = len((MANIFESTS / "keyword" / "test.tsv").read_text().splitlines()) - 1
+    print(f"keyword spotting, 12 classes, {test_clips} test clips of voices absent from the "
+          "keyword train split; accuracy ± standard error:")
+    _, lines = comparison_lines(
+        f"  linear probe of the frozen encoder (layer chosen on valid: pretrained "
+        f"{probed['layer']}, random init {control['layer']}; {probed['out']}, {control['out']}):",
+        probed, control, "random init")
+    print("\n".join("  " + line if i else line for i, line in enumerate(lines)))
     if not args.skip_finetune:
-        print(
-            "keyword spotting, 12 classes, test voices never heard in training "
-            "(same fine-tuning budget):"
-        )
-        print(
-            f"  from the pretrained checkpoint: accuracy {pretrained:.3f}  "
-            f"({OUT / 'keyword_pretrained'})"
-        )
-        print(
-            f"  from scratch:                   accuracy {scratch:.3f}  ({OUT / 'keyword_scratch'})"
-        )
+        _, lines = comparison_lines(
+            f"  fine-tuned, same budget ({OUT / 'keyword_pretrained'}, {OUT / 'keyword_scratch'}):",
+            pretrained, scratch, "from scratch")
+        print("\n".join("  " + line if i else line for i, line in enumerate(lines)))
+    print("wall time per stage: " + ", ".join(f"{name} {seconds:.0f} s"
+                                              for name, seconds in STAGE_TIMES.items())
+          + f"; total {time.monotonic() - started:.0f} s (load average at the start "
+          f"{load_before[0]:.1f}, at the end {os.getloadavg()[0]:.1f}, on {os.cpu_count()} CPUs)")
     if not last < 0.9 * first:
         raise SystemExit("pretraining did not lower the validation loss clearly (by 10% or more)")
     return 0

@@ -19,7 +19,11 @@ stopped; a half-finished run directory is deleted and the run redone, so timings
    (config/finetune/esc50.yaml + config/local/table1/finetune.yaml), ``--jobs`` runs at a time;
    the checkpoint best on valid is scored once on test (mae-ast-evaluate); result:
    ``{out}/finetune/{row}/{task}/seed{k}/result.json``;
-4. ``{out}/results.json``, the pretraining loss curves (``--figure``) and the report
+4. frozen-encoder linear probes (``mae-ast-probe``; ``mae_ast_plugin.evaluation.probe``) of
+   every pretrained row's encoder on every task, and for the no-pretraining rows the same
+   encoder at random initialisation (seed 1): per layer, C and the best layer chosen on valid,
+   test scored once; result: ``{out}/probe/{row}/{task}/probe.json``;
+5. ``{out}/results.json``, the pretraining loss curves (``--figure``) and the report
    (``--report``).  The report's text between the ``generated`` markers is rewritten; text
    outside them (the discussion) is kept.
 
@@ -298,6 +302,53 @@ def finetune(args, config, row_key: str, task_key: str, seed: int, pretrained) -
     return result
 
 
+def probe_source(row_key: str, pretrained: dict):
+    """(checkpoint, random_init) whose encoder a row's probe reads: the row's own pretraining,
+    or for a no-pretraining row a pretrained checkpoint with the same tokens and encoder, at
+    fresh weights (its input BatchNorm statistics kept); None when no such checkpoint ran."""
+    if row_key in pretrained:
+        return Path(pretrained[row_key]["checkpoint"]), False
+    tokens = ROWS[row_key].tokens
+    for candidate in (f"mae_ast_{tokens}", f"ssast_{tokens}"):
+        if candidate in pretrained:
+            return Path(pretrained[candidate]["checkpoint"]), True
+    return None
+
+
+def probe(args, row_key: str, task_key: str, pretrained: dict):
+    """The row's encoder, frozen, probed on the task; returns the report's best (on valid) and
+    last layer entries, or None when the row has no encoder to probe."""
+    from mae_ast_plugin.evaluation import probe as linear_probe
+
+    source = probe_source(row_key, pretrained)
+    if source is None:
+        return None
+    out = args.out / "probe" / row_key / task_key
+    if (out / "probe.json").exists():
+        report = read_json(out / "probe.json")
+    else:
+        checkpoint, random_init = source
+        report = linear_probe.run_probe(
+            str(checkpoint), str(args.manifests / task_key), random_init=random_init, seed=1,
+            cache_dir=str(args.out / "probe_cache"), progress=False,
+        )
+        linear_probe.plot_report(report, out / "probe.png",
+                                 title=f"{ROWS[row_key].label}, {TASKS[task_key].label}")
+        linear_probe.write_report(report, out / "probe.json")  # last: marks it done
+        best, last = report["best"], report["last"]
+        print(f"  probe {ROWS[row_key].label:<22} {TASKS[task_key].label:<13} test accuracy "
+              f"{100 * best['test']:.1f}% (layer {best['layer']}), last layer "
+              f"{100 * last['test']:.1f}%", flush=True)
+    keep = ("layer", "C", "valid", "valid_se", "test", "test_se")
+    return {
+        "best": {k: report["best"][k] for k in keep},
+        "last": {k: report["last"][k] for k in keep},
+        "encoder": report["encoder"],
+        "checkpoint": report["checkpoint"],
+        "report": str(out / "probe.json"),
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # Results
 
@@ -313,7 +364,7 @@ def summarize(values, test_clips):
             "test_clips": test_clips}
 
 
-def collect(finetuned, pretrained, baseline, config, rows, seeds) -> dict:
+def collect(finetuned, pretrained, baseline, config, rows, seeds, probes=None) -> dict:
     table = {}
     for row_key in rows:
         table[row_key] = {}
@@ -327,6 +378,7 @@ def collect(finetuned, pretrained, baseline, config, rows, seeds) -> dict:
         "tasks": {k: TASKS[k].label for k in TASKS},
         "seeds": list(seeds),
         "accuracy": table,
+        "probe": probes or {},
         "pretraining": pretrained,
         "baseline_rss_mb": baseline["peak_rss_mb"],
         "finetune_runs": finetuned,
@@ -391,6 +443,9 @@ def run_table1(argv=None) -> dict:
             done = dict(zip(pretrain_rows, trained, strict=True))
         pretrained = {k: done[k] for k in args.rows if k in done}
         baseline = baseline_rss(args)
+        print(f"probing {len(args.rows)} frozen encoders x {len(TASKS)} tasks ...", flush=True)
+        probes = {row_key: {task_key: probe(args, row_key, task_key, pretrained)
+                            for task_key in TASKS} for row_key in args.rows}
         print(f"fine-tuning {len(args.rows)} rows x {len(TASKS)} tasks x {len(seeds)} seeds, "
               f"{args.jobs} at a time ...", flush=True)
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -419,11 +474,12 @@ def run_table1(argv=None) -> dict:
     from mae_ast_plugin.experiments.table1_report import (
         machine_info,
         plot_losses,
+        probe_table,
         results_table,
         write_report,
     )
 
-    results = collect(finetuned, pretrained, baseline, config, args.rows, seeds)
+    results = collect(finetuned, pretrained, baseline, config, args.rows, seeds, probes)
     results["corpus"] = corpus
     results["machine"] = machine_info()
     results["run"] = {
@@ -446,6 +502,7 @@ def run_table1(argv=None) -> dict:
     write_report(results, args.report, args.figure)
     print(f"results: {shown(args.out / 'results.json')}\nreport: {shown(args.report)}")
     print("\n".join(results_table(results)))
+    print("\n".join(probe_table(results)))
     return results
 
 

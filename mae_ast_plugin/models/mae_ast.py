@@ -7,6 +7,7 @@ from fairseq.models import BaseFairseqModel, register_model
 
 from ..compat import drop_authors_buffers
 from ..modules import mae_ast
+from ..modules.mae_ast import INIT_STYLES
 from ..modules.masking import MASK_TYPES
 
 
@@ -17,6 +18,13 @@ class MaeAstConfig(FairseqDataclass, mae_ast.MaeAstConfig):
     mask_type: ChoiceEnum(MASK_TYPES) = field(
         default="chunk",
         metadata={"help": "random (per clip), chunk (SSAST square chunks), span (time spans)"},
+    )
+    init_style: ChoiceEnum(INIT_STYLES) = field(
+        default="bert",
+        metadata={
+            "help": "bert (ours, default): BERT's N(0, 0.02) for every Linear; authors: PyTorch's "
+            "default init for the token projection, post_enc_proj and both output heads"
+        },
     )
 
 

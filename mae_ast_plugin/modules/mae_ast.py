@@ -19,6 +19,16 @@ from .masking import MASK_TYPES, TokenMask, sample_mask
 from .tokens import mel_blocks, patchify, sinusoidal_positions, token_padding_mask
 from .transformer import TransformerStack, init_bert_params
 
+INIT_STYLES = ("bert", "authors")
+# The Linear layers outside the Transformer stacks: the authors' code leaves them at PyTorch's
+# default initialisation, this plugin's default (init_style=bert) gives them BERT's N(0, 0.02).
+AUTHORS_DEFAULT_INIT = (
+    "post_extract_proj",
+    "post_enc_proj",
+    "final_proj_reconstruction",
+    "final_proj_classification",
+)
+
 
 @dataclass
 class MaeAstConfig:
@@ -66,6 +76,15 @@ class MaeAstConfig:
     checkpoint_activations: bool = field(
         default=False, metadata={"help": "recompute layer activations in backward to save memory"}
     )
+    init_style: str = field(
+        default="bert",
+        metadata={
+            "help": "bert (ours): BERT's N(0, 0.02) weights and zero biases for every Linear; "
+            "authors: the token projection, post_enc_proj and both output heads keep PyTorch's "
+            "default Linear init, as in the authors' code (only their Transformer stacks get "
+            "BERT's)"
+        },
+    )
 
 
 class MaeAst(nn.Module):
@@ -84,6 +103,11 @@ class MaeAst(nn.Module):
             raise ValueError(
                 f"mask_type must be one of {', '.join(MASK_TYPES)}, got {cfg.mask_type!r}"
             )
+        init_style = str(getattr(cfg, "init_style", "bert"))  # older configs lack the field
+        if init_style not in INIT_STYLES:
+            raise ValueError(
+                f"init_style must be one of {', '.join(INIT_STYLES)}, got {init_style!r}"
+            )
         self.cfg = cfg
         token_dim = cfg.token_frames * cfg.token_mel_bins
         self.batch_norm = nn.BatchNorm2d(1, affine=False)
@@ -92,6 +116,14 @@ class MaeAst(nn.Module):
         self.encoder = self._stack(cfg.encoder_layers, cfg.encoder_embed_dim, cfg.encoder_layerdrop)
         self.build_pretraining_modules(token_dim)
         self.apply(init_bert_params)
+        if init_style == "authors":
+            # The authors apply init_bert_params inside their TransformerEncoder only; the layers
+            # around the stacks keep nn.Linear's default (Kaiming-uniform weights, uniform bias).
+            # Re-drawn after the stacks, so one seed gives both styles the same stacks.
+            for name in AUTHORS_DEFAULT_INIT:
+                module = getattr(self, name, None)
+                if module is not None:
+                    module.reset_parameters()
         if hasattr(self, "decoder_mask_emb"):
             nn.init.uniform_(self.decoder_mask_emb)  # the authors' U[0, 1) initialisation
 
@@ -192,7 +224,9 @@ class MaeAst(nn.Module):
         stops after that many layers).  ``mask=True``: returns the reconstruction and
         classification predictions and targets at the masked positions, each (B, M, P), with
         ``masked_idx`` (B, M) and ``masked_padding`` (B, M) True at the slots of clips that mask
-        fewer than M tokens (or None), and ``token_padding`` (B, L) (or None).
+        fewer than M tokens (or None), ``token_padding`` (B, L) (or None), and the normalised
+        visible tokens ``visible_tokens`` (B, V, P) with ``visible_padding`` (B, V) True at
+        padding slots (or None).
         """
         tokens, token_padding, freq_blocks = self.tokenize(source, padding_mask)
         features = self.post_extract_proj(tokens)
@@ -223,6 +257,9 @@ class MaeAst(nn.Module):
             "target": gather_tokens(tokens, token_mask.masked_idx),
             "masked_idx": token_mask.masked_idx,
             "masked_padding": token_mask.masked_padding,
+            # the visible tokens in the target's units, for the criterion's trivial baseline
+            "visible_tokens": gather_tokens(tokens, token_mask.visible_idx),
+            "visible_padding": token_mask.visible_padding,
             "token_padding": token_padding,
         }
 

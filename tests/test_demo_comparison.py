@@ -1,5 +1,6 @@
-"""The comparison `make demo` prints (mae_ast_plugin.experiments.demo): its probe stage on a tiny task, each
-accuracy with its standard error, and the verdict on twice the standard error of the gain."""
+"""The comparison `make demo` prints (mae_ast_plugin.experiments.demo): its probe stage on a
+tiny task, each accuracy with its standard error, and the verdict on twice the standard error of
+the gain."""
 
 import pytest
 from test_probe import CHECKPOINT, write_task

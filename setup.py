@@ -27,8 +27,18 @@ setup(
         "tensorboardX==2.6.5",  # fairseq's tensorboard logging
         "matplotlib==3.11.2",  # reconstruction and loss plots
         "espeakng-loader==0.2.4",  # bundled espeak-ng: the demo corpus needs no system package
+        "safetensors==0.8.0",  # exported model folders (mae-ast-export --format safetensors)
     ],
-    entry_points={"console_scripts": ["mae-ast-predict = mae_ast_plugin.predict:main"]},
+    entry_points={
+        "console_scripts": [
+            "mae-ast-predict = mae_ast_plugin.predict:main",
+            "mae-ast-export = mae_ast_plugin.export:main",
+            "mae-ast-prepare = mae_ast_plugin.prep.cli:main",
+            "mae-ast-evaluate = mae_ast_plugin.evaluation.evaluate:main",
+            "mae-ast-results-table = mae_ast_plugin.evaluation.results_table:main",
+            "mae-ast-cv = mae_ast_plugin.evaluation.cv:main",
+        ]
+    },
     extras_require={
         "fairseq": ["fairseq-fixed==0.12.3.1"],
         "test": ["pytest==9.2.0"],

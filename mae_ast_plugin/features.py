@@ -11,16 +11,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fairseq.dataclass import FairseqDataclass
-
 
 class AudioError(ValueError):
     """A clip that cannot be turned into features (unreadable, empty, non-finite, too short)."""
 
 
 @dataclass
-class FbankConfig(FairseqDataclass):
-    """Kaldi log-mel filterbank settings; the defaults are the paper's (and the authors' code)."""
+class FbankConfig:
+    """Kaldi log-mel filterbank settings; the defaults are the paper's (and the authors' code).
+
+    A plain dataclass, so features compute without fairseq; ``tasks.audio_task`` extends it
+    into the fairseq config node ``task.features``."""
 
     sample_rate: int = field(
         default=16000, metadata={"help": "audio is resampled to this rate before the filterbank"}
@@ -46,9 +47,103 @@ def num_frames(num_samples: int, cfg: FbankConfig) -> int:
     return 1 + (num_samples - window) // shift_samples(cfg)
 
 
+# Integer sample formats and the divisor that maps their full scale to [-1, 1), as libsndfile's
+# float conversion does (soundfile.read(..., dtype="float32") of a PCM file: 16-bit / 2**15;
+# 24- and 32-bit PCM come back left-aligned in int32, / 2**31; 8-bit unsigned WAV is offset by
+# 128).  torchaudio.load(normalize=False) returns the same integer layouts.
+_INT_SCALES = {
+    torch.int8: (0.0, 2.0**7),
+    torch.uint8: (128.0, 2.0**7),
+    torch.int16: (0.0, 2.0**15),
+    torch.int32: (0.0, 2.0**31),
+}
+# At most this many channels on the channel axis of an unlabelled 2-D array (7.1.4 is 12).
+MAX_CHANNELS = 16
+
+
+def as_mono_waveform(audio, channel_axis: int | None = None, what: str = "audio") -> torch.Tensor:
+    """Turn a waveform handed over in memory into what :func:`load_audio` makes of a file: a
+    1-D float32 tensor (samples,), channels mixed down by their mean, integer PCM scaled to
+    [-1, 1).  The sample rate is not changed (callers resample after, as load_audio does).
+
+    ``audio``: a numpy array, a torch tensor (kept on its device) or a list of numbers, of
+
+    * 1 dimension: mono samples;
+    * 2 dimensions: samples and channels.  ``channel_axis`` says which axis holds the channels
+      (``1``: (samples, channels) as ``soundfile.read`` returns; ``0``: (channels, samples) as
+      ``torchaudio.load`` returns).  Without it the axis must be unambiguous: the only axis of
+      at most :data:`MAX_CHANNELS` entries, or of size 1.
+
+    dtypes: float16/bfloat16/float32/float64 are taken as they are (full scale 1.0, like
+    soundfile's float output); int8, uint8, int16 and int32 are integer PCM, scaled as
+    libsndfile does (``x / 2**15`` for int16, ``x / 2**31`` for int32, which is how 24-bit files
+    come back, ``(x - 128) / 2**7`` for 8-bit unsigned WAV).
+
+    Raises :class:`AudioError`, naming ``what`` (e.g. ``"waveforms[2]"``), for an empty clip,
+    NaN or infinite samples, an unsupported dtype or number of dimensions, or a 2-D shape whose
+    channel axis cannot be told (it names the shape and the ``channel_axis`` to pass).
+    """
+    if isinstance(audio, torch.Tensor):
+        tensor = audio.detach()
+    else:
+        array = np.asarray(audio)
+        if array.dtype.kind not in "fiu" or array.dtype.itemsize > 8:
+            raise AudioError(f"{what}: samples of dtype {array.dtype} are not audio")
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+    dtype = tensor.dtype
+    if dtype.is_floating_point:
+        tensor = tensor.to(torch.float32)
+    elif dtype in _INT_SCALES:
+        offset, scale = _INT_SCALES[dtype]
+        tensor = (tensor.to(torch.float64) - offset).div_(scale).to(torch.float32)
+    else:
+        raise AudioError(
+            f"{what}: dtype {dtype} is not a sample format soundfile or torchaudio returns; "
+            "pass float32 in [-1, 1] or int16/int32 PCM"
+        )
+    if tensor.dim() == 2:
+        axis = _channel_axis(tuple(tensor.shape), channel_axis, what)
+        tensor = tensor.mean(dim=axis)  # the mixdown load_audio applies to every file
+    elif tensor.dim() != 1:
+        raise AudioError(
+            f"{what}: expected (samples,) or a 2-D (samples, channels) clip, got shape "
+            f"{tuple(tensor.shape)}"
+        )
+    elif channel_axis is not None:
+        raise AudioError(f"{what}: channel_axis={channel_axis} given for a 1-D (mono) clip")
+    if tensor.numel() == 0:
+        raise AudioError(f"{what} is empty (0 samples)")
+    if not torch.isfinite(tensor).all():
+        raise AudioError(f"{what} contains NaN or infinite samples")
+    return tensor
+
+
+def _channel_axis(shape, channel_axis: int | None, what: str) -> int:
+    """The channel axis (0 or 1) of a 2-D clip of ``shape``: the one stated, else the one that
+    can only be channels."""
+    if channel_axis is not None:
+        if channel_axis not in (0, 1, -1, -2):
+            raise AudioError(
+                f"{what}: channel_axis must be 0 or 1 for a 2-D clip, got {channel_axis}"
+            )
+        return channel_axis % 2
+    candidates = [axis for axis in (0, 1) if shape[axis] <= MAX_CHANNELS]
+    if len(candidates) == 2 and 1 in shape and shape != (1, 1):
+        candidates = [shape.index(1)]  # (1, N) or (N, 1): a single channel
+    if len(candidates) == 1:
+        return candidates[0]
+    raise AudioError(
+        f"{what}: cannot tell the channel axis of a 2-D clip of shape {shape}; pass "
+        "channel_axis=1 for (samples, channels) as soundfile.read returns, channel_axis=0 for "
+        "(channels, samples) as torchaudio.load returns, or a 1-D mono array"
+    )
+
+
 def load_audio(path: str, sample_rate: int) -> torch.Tensor:
     """Read any soundfile-readable file as a mono float32 waveform at ``sample_rate``.
 
+    Channels are mixed down by :func:`as_mono_waveform` (their mean), the same code that takes
+    arrays handed to the Python API, then resampled with ``torchaudio.functional.resample``.
     Raises :class:`AudioError` for unreadable, empty or non-finite audio, so that callers can
     report the manifest line it came from.
     """
@@ -58,16 +153,20 @@ def load_audio(path: str, sample_rate: int) -> torch.Tensor:
         wav, native_rate = soundfile.read(path, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types (LibsndfileError, RuntimeError, ...)
         raise AudioError(f"cannot read audio file {path}: {err}") from err
-    if wav.shape[0] == 0:
-        raise AudioError(f"audio file {path} is empty (0 samples)")
-    if not np.isfinite(wav).all():
-        raise AudioError(f"audio file {path} contains NaN or infinite samples")
-    waveform = torch.from_numpy(wav.mean(axis=1))  # mono mixdown
-    if native_rate != sample_rate:
-        import torchaudio.functional
+    waveform = as_mono_waveform(wav, channel_axis=1, what=f"audio file {path}")
+    return resample(waveform, native_rate, sample_rate)
 
-        waveform = torchaudio.functional.resample(waveform, native_rate, sample_rate)
-    return waveform
+
+def resample(waveform: torch.Tensor, rate: int, sample_rate: int) -> torch.Tensor:
+    """``waveform`` (samples,) from ``rate`` to ``sample_rate`` Hz (unchanged when equal)."""
+    numeric = isinstance(rate, (int, float, np.integer, np.floating)) and not isinstance(rate, bool)
+    if not (numeric and rate > 0 and float(rate).is_integer()):
+        raise AudioError(f"sample rate must be a positive whole number of Hz, got {rate!r}")
+    if rate == sample_rate:
+        return waveform
+    import torchaudio.functional
+
+    return torchaudio.functional.resample(waveform, int(rate), sample_rate)
 
 
 def compute_fbank(waveform: torch.Tensor, cfg: FbankConfig) -> torch.Tensor:

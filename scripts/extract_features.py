@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mae_ast_plugin import load_encoder  # noqa: E402
 from mae_ast_plugin.data.manifest import read_manifest  # noqa: E402
-from mae_ast_plugin.features import AudioError, load_audio  # noqa: E402
+from mae_ast_plugin.features import AudioError, load_audio, num_frames  # noqa: E402
 
 
 def get_parser():
@@ -63,7 +63,7 @@ def check_settings(out_dir: str, settings: dict):
                 "use another output directory"
             )
     else:
-        atomic_write_text(path, json.dumps(settings, indent=1) + "\n")
+        atomic_write_text(path, json.dumps(settings, indent=1, allow_nan=False) + "\n")
 
 
 def main(args):
@@ -91,11 +91,21 @@ def main(args):
         rows, waves = [], []
         for row in todo[start : start + args.batch_size]:
             try:
-                waves.append(load_audio(manifest.audio_path(row), encoder.features.sample_rate))
+                wave = load_audio(manifest.audio_path(row), encoder.features.sample_rate)
+                frames = num_frames(wave.numel(), encoder.features)
+                if frames < encoder.min_frames:  # nothing to embed: never a NaN mean
+                    raise AudioError(
+                        f"clip gives {frames} filterbank frames, fewer than one token "
+                        f"({encoder.min_frames})"
+                    )
+                waves.append(wave)
                 rows.append(row)
             except AudioError as err:
                 if not args.skip_invalid:
-                    raise SystemExit(f"{manifest.where(row)}: {err} (or pass --skip-invalid)")
+                    raise SystemExit(
+                        f"{manifest.where(row)}: {err} (fix or remove the line, or pass "
+                        "--skip-invalid to skip it)"
+                    ) from None
                 print(f"skipping {manifest.where(row)}: {err}", file=sys.stderr)
                 skipped.append(row)
         if not rows:

@@ -55,7 +55,7 @@ if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use thi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mae_ast_plugin import speech_synth as ss  # noqa: E402
-from mae_ast_plugin.data.prep_utils import (  # noqa: E402
+from mae_ast_plugin.prep.common import (  # noqa: E402
     ClassInfo,
     Clip,
     atomic_write_text,
@@ -505,7 +505,7 @@ def render_all(specs, out_root, workers):
 
 
 def write_manifest(manifest_dir, split, clips, frames, audio_root, with_labels):
-    """The split's manifest (and labels) through prep_utils, plus a ``.meta.jsonl`` row per clip
+    """The split's manifest (and labels) through prep.common, plus a ``.meta.jsonl`` row per clip
     (text, voice, noise...) that the tests use to check the split rules."""
     rows = [
         Clip(str(Path(audio_root) / c["path"]), frames[c["path"]], (c["label"],) if with_labels else ())

@@ -2,7 +2,7 @@
 """Build the local miniature of Table 1's benchmarks: deterministic, synthetic, pip-only.
 
 Four datasets, written as the plugin's manifests (``{split}.tsv``, ``{split}.lbl``,
-``labels.csv`` through prep_utils, plus a ``{split}.meta.jsonl`` per split describing every
+``labels.csv`` through prep.common, plus a ``{split}.meta.jsonl`` per split describing every
 clip) under ``--manifests`` (default ``manifests/local``), with 16 kHz wavs under ``--out``
 (default ``data/local``):
 
@@ -58,7 +58,7 @@ if importlib.util.find_spec("mae_ast_plugin") is None:  # not installed: use thi
     sys.path.insert(0, str(REPO))
 
 from mae_ast_plugin import speech_synth as ss  # noqa: E402
-from mae_ast_plugin.data.prep_utils import ClassInfo, atomic_write_text, write_labels_csv  # noqa: E402
+from mae_ast_plugin.prep.common import ClassInfo, atomic_write_text, write_labels_csv  # noqa: E402
 
 
 def _load_demo_corpus():

@@ -83,9 +83,9 @@ def finetune_keyword(name: str, overrides) -> float:
 
 def encoder_overrides(checkpoint: Path):
     """From-scratch runs get the pretrained model's encoder size, so only the weights differ."""
-    import torch
+    from mae_ast_plugin.checkpoints import load_torch_file
 
-    model = torch.load(checkpoint, map_location="cpu", weights_only=False)["cfg"]["model"]
+    model = load_torch_file(checkpoint)["cfg"]["model"]
     keys = ("token_frames", "token_mel_bins", "encoder_layers", "encoder_embed_dim",
             "encoder_ffn_embed_dim", "encoder_attention_heads", "encoder_layerdrop")
     return [f"model.encoder.{key}={model[key]}" for key in keys]

@@ -16,7 +16,7 @@ stopped; a half-finished run directory is deleted and the run redone, so timings
    (``os.wait4``); result: ``{out}/pretrain/{row}/result.json``;
 3. fine-tuning of every row (and of encoders trained from scratch) on every task, for each seed
    (config/finetune/esc50.yaml + config/local/table1/finetune.yaml), ``--jobs`` runs at a time;
-   the checkpoint best on valid is scored once on test (scripts/evaluate.py); result:
+   the checkpoint best on valid is scored once on test (mae-ast-evaluate); result:
    ``{out}/finetune/{row}/{task}/seed{k}/result.json``;
 4. ``{out}/results.json``, the pretraining loss curves (``--figure``) and the report
    (``--report``).  The report's text between the ``generated`` markers is rewritten; text
@@ -374,7 +374,9 @@ def finetune(args, config, row_key: str, task_key: str, seed: int, pretrained) -
     measured = run_measured(cmd, run_dir / "console.log", threads=args.threads_per_run)
     checkpoint = run_dir / "checkpoints" / "checkpoint_best.pt"
     with EVALUATE_LOCK:
-        metrics = load_script("evaluate").evaluate(
+        from mae_ast_plugin.evaluation.evaluate import evaluate
+
+        metrics = evaluate(
             checkpoint, str(data_dir), split="test", out=run_dir / "metrics.json", device="cpu",
             model_name=row.label,
         )
@@ -677,7 +679,7 @@ def generated_report(results) -> str:
         "<details><summary>The runs it makes</summary>",
         "",
         "Fine-tuning runs once per seed (`common.seed=<seed>`); each is scored by "
-        "`scripts/evaluate.py <run>/checkpoints/checkpoint_best.pt <task data> --split test "
+        "`mae-ast-evaluate <run>/checkpoints/checkpoint_best.pt <task data> --split test "
         "--out <run>/metrics.json`, called in-process.",
         "",
         "```bash",

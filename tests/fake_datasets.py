@@ -1,4 +1,5 @@
-"""Tiny fake copies of the datasets that ``scripts/prepare_*.py`` read, in their real layouts.
+"""Tiny fake copies of the datasets that ``mae-ast-prepare`` (mae_ast_plugin/prep/) reads, in
+their real layouts.
 
 Each builder writes a handful of very short noise clips at the dataset's native rate under a
 directory and returns ``(root, frames)``, where ``frames`` maps every audio file written (absolute
@@ -54,18 +55,21 @@ ESC_CLASSES = {"dog": 0, "siren": 42, "hand_saw": 49}
 ESC_HEADER = "filename,fold,target,category,esc10,src_file,take\n"
 
 
-def make_esc50(base: Path):
-    """5 folds x 3 classes x 2 clips; rows in csv deliberately not sorted."""
+def make_esc50(base: Path, sources: int = 1, rare: str = None):
+    """5 folds x 3 classes x ``sources`` source recordings (``src_file``) x 2 takes (A, B), as
+    the real dataset cuts several takes from one recording; the ``rare`` class has clips in
+    fold 1 only (one source).  Rows in csv deliberately not sorted."""
     writer = FakeWriter(2)
     root = base / "ESC-50-master"
     rows = []
     for fold in range(1, 6):
         for category, target in ESC_CLASSES.items():
-            for take in "AB":
-                source = 100000 + 7 * fold + target
-                name = f"{fold}-{source}-{take}-{target}.wav"
-                writer.clip(root / "audio" / name, 44100)
-                rows.append(f"{name},{fold},{target},{category},False,{source},{take}\n")
+            for index in range(sources if category != rare else int(fold == 1)):
+                source = 100000 + 1000 * index + 100 * fold + target
+                for take in "AB":
+                    name = f"{fold}-{source}-{take}-{target}.wav"
+                    writer.clip(root / "audio" / name, 44100)
+                    rows.append(f"{name},{fold},{target},{category},False,{source},{take}\n")
     (root / "meta").mkdir(parents=True)
     (root / "meta" / "esc50.csv").write_text(ESC_HEADER + "".join(reversed(rows)))
     return root, writer.frames
@@ -200,21 +204,22 @@ IEMOCAP_EMOTIONS = ("neu", "hap", "exc", "ang", "sad", "fru", "xxx", "neu", "ang
 EMO_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 
 
-def iemocap_utterance(session: int, index: int) -> str:
+def iemocap_utterance(session: int, index: int, dialog: int = 1) -> str:
     gender = "F" if index % 2 == 0 else "M"
-    return f"Ses{session:02d}F_impro01_{gender}{index:03d}"
+    return f"Ses{session:02d}F_impro{dialog:02d}_{gender}{index:03d}"
 
 
-def make_iemocap(base: Path):
-    """5 sessions, one dialog each, one utterance per emotion in ``IEMOCAP_EMOTIONS``."""
+def make_iemocap(base: Path, dialogs: int = 1):
+    """5 sessions, ``dialogs`` dialogues each, one utterance per emotion in
+    ``IEMOCAP_EMOTIONS`` per dialogue."""
     writer = FakeWriter(7)
     root = base / "IEMOCAP_full_release"
-    for session in range(1, 6):
+    for session, number in ((s, n) for s in range(1, 6) for n in range(1, dialogs + 1)):
         session_dir = root / f"Session{session}"
-        dialog = f"Ses{session:02d}F_impro01"
+        dialog = f"Ses{session:02d}F_impro{number:02d}"
         lines = [EMO_HEADER]
         for index, emotion in enumerate(IEMOCAP_EMOTIONS):
-            utterance = iemocap_utterance(session, index)
+            utterance = iemocap_utterance(session, index, number)
             writer.clip(session_dir / "sentences" / "wav" / dialog / f"{utterance}.wav", 16000)
             start = 2.0 * index + 0.29
             lines.append(
@@ -223,7 +228,7 @@ def make_iemocap(base: Path):
                 "C-E1:\tNeutral;\t()\nA-E1:\tval 3; act 2; dom  2;\t()\n\n"
             )
         emo_dir = session_dir / "dialog" / "EmoEvaluation"
-        (emo_dir / "Categorical").mkdir(parents=True)
+        (emo_dir / "Categorical").mkdir(parents=True, exist_ok=True)
         (emo_dir / f"{dialog}.txt").write_text("".join(lines))
         per_annotator = emo_dir / "Categorical" / f"{dialog}_e1_cat.txt"
         per_annotator.write_text(f"{dialog}_F000 :Neutral; ()\n")

@@ -1,18 +1,25 @@
-"""scripts/evaluate.py, scripts/make_results_table.py and mae-ast-predict."""
+"""mae-ast-evaluate, mae-ast-results-table and mae-ast-predict."""
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
-
+import soundfile
+import torch
 from finetune_helpers import (  # noqa: F401  (base, runs: shared session fixtures)
     base,
     checkpoint_of,
-    load_script,
     pretrained_checkpoint,
     recipe_data,
     runs,
 )
+
 from mae_ast_plugin import predict
+from mae_ast_plugin.evaluation import evaluate, results_table
 
 
 def write_result(path, benchmark, value, name="MAE-AST Patch", layers=6, masking="Chunked", std=None):
@@ -25,7 +32,7 @@ def write_result(path, benchmark, value, name="MAE-AST Patch", layers=6, masking
 
 
 def test_results_table_beside_the_paper(tmp_path):
-    table_script = load_script("make_results_table")
+    table_script = results_table
     files = [
         write_result(tmp_path / "esc.json", "ESC", 0.8712, std=0.0123),
         write_result(tmp_path / "ks2.json", "KS2", 0.9705),
@@ -43,7 +50,7 @@ def test_results_table_beside_the_paper(tmp_path):
 
 
 def test_results_table_rejects_unplaceable_results(tmp_path):
-    table_script = load_script("make_results_table")
+    table_script = results_table
     unknown = write_result(tmp_path / "x.json", None, 0.5)
     with pytest.raises(SystemExit, match="not a Table 1 column"):
         table_script.main([unknown, "--out", str(tmp_path / "t.md")])
@@ -55,7 +62,7 @@ def test_results_table_rejects_unplaceable_results(tmp_path):
 def test_evaluate_cli_on_a_manifest_path(runs, base, tmp_path, capsys):
     data = recipe_data(base, "audioset_20k")
     out = tmp_path / "as.json"
-    assert load_script("evaluate").main([
+    assert evaluate.main([
         str(checkpoint_of(runs, "audioset_20k")), str(data / "eval.tsv"), "--out", str(out),
         "--device", "cpu", "--num-workers", "0", "--model-name", "MAE-AST Patch",
     ]) == 0
@@ -86,3 +93,86 @@ def test_predict_reports_unreadable_files(runs, tmp_path, capsys):
 def test_predict_refuses_a_pretraining_checkpoint(base):
     with pytest.raises(predict.NotAClassifierError, match="not a fine-tuned mae_ast_classifier"):
         predict.load_classifier(pretrained_checkpoint(base))
+
+
+def test_results_table_refuses_scores_that_are_not_numbers(tmp_path):
+    for value in (None, float("nan"), float("inf")):
+        path = tmp_path / "as.json"
+        path.write_text(json.dumps({"benchmark": "AS", "value": value, "metric": "mAP",
+                                    "model": {"name": "X", "encoder_layers": 1, "masking": "-"}}))
+        with pytest.raises(SystemExit, match="no AS score to put in the table"):
+            results_table.main([str(path), "--out", str(tmp_path / "t.md")])
+        assert not (tmp_path / "t.md").exists()
+
+
+@pytest.mark.parametrize("command", ["mae-ast-prepare", "mae-ast-evaluate",
+                                     "mae-ast-results-table", "mae-ast-cv"])
+def test_console_scripts_show_usage_and_an_example(command):
+    script = Path(sys.executable).parent / command
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: {command}") and "Example" in proc.stdout
+
+
+def test_evaluate_skip_invalid_is_the_remedy_it_offers(runs, base, tmp_path, capsys):
+    """Case 06 of issue 10: a test line too short for one token is an error naming the line
+    and a remedy mae-ast-evaluate offers (--skip-invalid), which skips and counts it."""
+    data = tmp_path / "data"
+    shutil.copytree(recipe_data(base, "speechcommands_v2"), data)
+    lines = (data / "test.tsv").read_text().splitlines()
+    root = Path(lines[0])
+    soundfile.write(root / "short.wav", np.zeros(1600, np.float32), 16000)  # 8 frames
+    lines[4] = "short.wav\t1600"
+    (data / "test.tsv").write_text("\n".join(lines) + "\n")
+    args = [str(checkpoint_of(runs, "speechcommands_v2")), str(data), "--out",
+            str(tmp_path / "m.json"), "--device", "cpu", "--num-workers", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "Traceback" not in err
+    assert f"{data / 'test.tsv'}:5" in err and "--skip-invalid for mae-ast-evaluate" in err
+    assert not (tmp_path / "m.json").exists()
+    assert evaluate.main([*args, "--skip-invalid"]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["num_clips"] == 4 and result["skipped_clips"] == 1
+    assert sum(c["support"] for c in result["per_class"]) == 3
+
+
+def test_evaluate_writes_null_not_nan_when_map_is_undefined(runs, base, tmp_path, capsys):
+    """Case 10 of issue 10: no positive label in the split: mAP null with the reason, strict
+    JSON, exit status 1, and the results table refuses the file."""
+    data = tmp_path / "data"
+    shutil.copytree(recipe_data(base, "audioset_20k"), data)
+    (data / "eval.lbl").write_text("\n" * 4)  # 4 clips, none with a label
+    out = tmp_path / "as.json"
+    assert evaluate.main([str(checkpoint_of(runs, "audioset_20k")), str(data / "eval.tsv"),
+                          "--out", str(out), "--device", "cpu", "--num-workers", "0"]) == 1
+    assert "mAP is undefined" in capsys.readouterr().err
+
+    def no_constants(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    result = json.loads(out.read_text(), parse_constant=no_constants)
+    assert result["value"] is None and "no class has a positive clip" in result["value_undefined"]
+    assert result["classes_without_positives"] == 527
+    assert all(c["score"] is None for c in result["per_class"])
+    with pytest.raises(SystemExit, match="value is None"):
+        results_table.main([str(out), "--out", str(tmp_path / "t.md")])
+
+
+def test_predict_clip_reads_an_array_like_its_file(runs, base, tmp_path):
+    """A stereo 44.1 kHz 24-bit clip handed over as an array (soundfile's (samples, channels)
+    int32 or torchaudio's (channels, samples) float) scores as the file does."""
+    model, task = predict.load_classifier(checkpoint_of(runs, "speechcommands_v2"))
+    rng = np.random.default_rng(3)
+    stereo = 0.2 * rng.standard_normal((44100, 2))
+    path = tmp_path / "stereo.flac"
+    soundfile.write(path, stereo, 44100, subtype="PCM_24")
+    expected = predict.predict_file(model, task, str(path))
+    as_int, rate = soundfile.read(path, dtype="int32")
+    as_float, _ = soundfile.read(path, dtype="float32")
+    for clip in (as_int, as_float.T.copy()):
+        got = predict.predict_clip(model, task, clip, sample_rate=rate)
+        assert torch.allclose(got, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="sample_rate"):
+        predict.predict_clip(model, task, as_float)

@@ -16,13 +16,13 @@ from finetune_helpers import (  # noqa: F401  (base, runs: shared session fixtur
     TINY_FINETUNE,
     base,
     checkpoint_of,
-    load_script,
     pretrained_checkpoint,
     recipe_data,
     runs,
     write_labelled_corpus,
 )
 from mae_ast_plugin.data.labelled_dataset import LabelError
+from mae_ast_plugin.evaluation import cv, evaluate
 from mae_ast_plugin.models import mae_ast_classifier
 from mae_ast_plugin.models.mae_ast_classifier import FeatureMismatchError
 from mae_ast_plugin.tasks.mae_ast_audio_classification import MaeAstAudioClassificationConfig
@@ -46,7 +46,7 @@ def test_recipe_trains_and_evaluates(recipe, runs, base, tmp_path):
     _, multi_label, folds, eval_split = RECIPES[recipe]
     data = recipe_data(base, recipe) / (folds[0] if folds else "")
     out = tmp_path / "metrics.json"
-    result = load_script("evaluate").evaluate(checkpoint, str(data), split=eval_split, out=out, device="cpu")
+    result = evaluate.evaluate(checkpoint, str(data), split=eval_split, out=out, device="cpu")
     saved = json.loads(out.read_text())
     assert saved["benchmark"] == EXPECTED_COLUMN[recipe]
     assert saved["metric"] == ("mAP" if multi_label else "accuracy")
@@ -72,7 +72,7 @@ def test_authors_checkpoint_with_layer_decay(runs, base, tmp_path):
     log = (checkpoint.parents[1] / "hydra_train.log").read_text()
     # 2 encoder layers + embeddings + head: four learning rates, halving per layer down
     assert "'lr': [1.25e-06]" in log and "'lr': [1e-05]" in log
-    result = load_script("evaluate").evaluate(
+    result = evaluate.evaluate(
         checkpoint, str(recipe_data(base, "speechcommands_v1")), out=tmp_path / "m.json", device="cpu"
     )
     assert result["model"]["encoder_layers"] == 2 and result["benchmark"] == "KS1"
@@ -101,13 +101,11 @@ def test_finetuned_checkpoint_loads_without_training_data_or_pretrained_file(run
 def test_cross_validation_runner(runs, base, tmp_path):
     """Two ESC-50 folds: fold 1 reuses the recipe run (resumed from its metrics.json), fold 2
     trains; the summary averages test accuracy."""
-    evaluate = load_script("evaluate")
     data = recipe_data(base, "esc50")
     out = tmp_path / "esc50_cv"
     shutil.copytree(checkpoint_of(runs, "esc50").parent, out / "fold1" / "checkpoints")
     evaluate.evaluate(out / "fold1/checkpoints/checkpoint_best.pt", str(data / "fold1"), out=out / "fold1/metrics.json", device="cpu")
-    run_cv = load_script("run_cv")
-    assert run_cv.main([
+    assert cv.main([
         "--config-name", "esc50", "--data", str(data), "--folds", "1", "2",
         "--pretrained", str(pretrained_checkpoint(base)), "--out", str(out), "--device", "cpu",
         "--", *TINY_FINETUNE,
@@ -118,7 +116,7 @@ def test_cross_validation_runner(runs, base, tmp_path):
     assert summary["value"] == pytest.approx(np.mean(folds))
     assert summary["std"] == pytest.approx(np.std(folds, ddof=1))
     with pytest.raises(SystemExit, match="choose checkpoints on the test"):
-        run_cv.main(["--config-name", "esc50", "--data", str(data), "--pretrained", "x", "--out", str(out),
+        cv.main(["--config-name", "esc50", "--data", str(data), "--pretrained", "x", "--out", str(out),
                      "--", "dataset.valid_subset=valid,test"])
 
 

@@ -9,7 +9,7 @@ import torch
 
 from fairseq.logging import metrics as fairseq_metrics
 from mae_ast_plugin.criterions.mae_ast_classification import MaeAstClassificationCriterion
-from mae_ast_plugin.metrics import (
+from mae_ast_plugin.evaluation.metrics import (
     accuracy,
     average_precision,
     confusion_matrix,
@@ -51,6 +51,11 @@ def test_mean_average_precision_skips_classes_without_positives():
     assert result.mAP == pytest.approx((class0 + class1) / 2)
     # torch tensors are accepted too
     assert mean_average_precision(torch.tensor(scores), torch.tensor(targets)).mAP == pytest.approx(result.mAP)
+
+
+def test_mean_average_precision_without_any_positive_is_none_not_nan():
+    result = mean_average_precision(np.array([[0.9, 0.1], [0.2, 0.8]]), np.zeros((2, 2)))
+    assert result.mAP is None and result.classes_without_positives == 2
 
 
 def test_mean_average_precision_rejects_mismatched_shapes():

@@ -17,7 +17,7 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
-from ..metrics import mean_average_precision
+from ..evaluation.metrics import mean_average_precision
 
 
 @dataclass
@@ -99,11 +99,17 @@ class MaeAstClassificationCriterion(FairseqCriterion):
             targets = [log["_targets"] for log in logging_outputs if "_targets" in log]
             metrics.log_concat_tensor("_targets", torch.cat(targets))
 
-            def whole_set(meters):
+            def whole_set_mAP(meters):
                 scores, targets = meters["_predictions"].tensor, meters["_targets"].tensor
-                return mean_average_precision(scores, targets)
+                value = mean_average_precision(scores, targets).mAP
+                if value is None:  # never a NaN score, nor a checkpoint chosen on one
+                    raise ValueError(
+                        "mAP is undefined: no clip of the validation split has a positive "
+                        "label (check its .lbl file)"
+                    )
+                return round(value, 4)
 
-            metrics.log_derived("mAP", lambda meters: round(whole_set(meters).mAP, 4))
+            metrics.log_derived("mAP", whole_set_mAP)
             metrics.log_derived(
                 "mAP_skipped_classes",
                 lambda meters: int((meters["_targets"].tensor > 0.5).sum(dim=0).eq(0).sum()),

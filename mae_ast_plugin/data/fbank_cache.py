@@ -81,7 +81,7 @@ def _write_atomic(path: str, write: Callable) -> None:
 
 
 def _write_json(path: str, obj: dict) -> None:
-    _write_atomic(path, lambda handle: handle.write(json.dumps(obj, indent=1).encode("utf-8")))
+    _write_atomic(path, lambda handle: handle.write(json.dumps(obj, indent=1, allow_nan=False).encode("utf-8")))
 
 
 class ManifestLines:

@@ -18,7 +18,7 @@ from ..features import (
     shift_samples,
 )
 from .fbank_cache import FbankCache
-from .manifest import Manifest, native_sample_rates
+from .manifest import SKIP_ADVICE, Manifest, native_sample_rates
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class FbankAudioDataset(FairseqDataset):
             message = f"{self.manifest.where(index)}: {err}"
             if not self.skip_invalid:
                 raise AudioError(
-                    message + " (fix or remove the line, or set task.skip_invalid=true to skip it)"
+                    f"{message} (fix or remove the line, or {SKIP_ADVICE})"
                 ) from err
             logger.warning("skipping %s", message)
             return {"id": index, "source": None}

@@ -15,6 +15,13 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+# How to skip a bad manifest line or clip, in every tool that reads manifests through this
+# package (the error text must name a remedy the printing tool offers).
+SKIP_ADVICE = (
+    "skip such lines: task.skip_invalid=true for fairseq-hydra-train, --skip-invalid for "
+    "mae-ast-evaluate and scripts/extract_features.py"
+)
+
 
 class ManifestError(ValueError):
     pass
@@ -80,7 +87,7 @@ def read_manifest(path: str, skip_invalid: bool = False, min_samples: int = 0) -
                 message = f"{path}:{line_no}: {problem}: {line!r}"
                 if not skip_invalid:
                     raise ManifestError(
-                        message + " (fix the line, or set task.skip_invalid=true to skip it)"
+                        f"{message} (fix the line, or {SKIP_ADVICE})"
                     )
                 logger.warning("skipping %s", message)
                 skipped_lines += 1

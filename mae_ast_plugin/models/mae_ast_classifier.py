@@ -21,7 +21,6 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf, open_dict
-from torch import nn
 
 from fairseq import models
 from fairseq.dataclass import FairseqDataclass
@@ -29,6 +28,7 @@ from fairseq.models import BaseFairseqModel, register_model
 
 from ..checkpoints import build_pretrained_model, features_config, read_checkpoint
 from ..features import FbankConfig
+from ..modules.classifier import ClipClassifier
 from .mae_ast import MaeAstConfig
 
 logger = logging.getLogger(__name__)
@@ -117,29 +117,24 @@ def _container(config) -> dict:
 
 
 @register_model("mae_ast_classifier", dataclass=MaeAstClassifierConfig)
-class MaeAstClassifier(BaseFairseqModel):
-    def __init__(self, cfg: MaeAstClassifierConfig, num_classes: int, features: FbankConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.encoder_model = self._build_encoder(cfg, features)
-        encoder_dim = self.encoder_model.cfg.encoder_embed_dim
-        num_layers = len(self.encoder_model.encoder.layers)
+class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
+    """The network is ``modules.classifier.ClipClassifier``; this adds the encoder's loading,
+    SpecAugment, mixup and layer-wise learning-rate decay."""
 
-        self.layer_weights = nn.Parameter(torch.zeros(num_layers)) if cfg.layer_weighting else None
-        self.projector = None
-        pooled_dim = encoder_dim
-        if cfg.projector_dim > 0:
-            self.projector = nn.Linear(encoder_dim, cfg.projector_dim)
-            pooled_dim = cfg.projector_dim
-        self.head = nn.Sequential(
-            nn.LayerNorm(pooled_dim) if cfg.head_layer_norm else nn.Identity(),
-            nn.Linear(pooled_dim, num_classes),
+    def __init__(self, cfg: MaeAstClassifierConfig, num_classes: int, features: FbankConfig):
+        super().__init__(
+            self._build_encoder(cfg, features),
+            num_classes,
+            layer_weighting=cfg.layer_weighting,
+            projector_dim=cfg.projector_dim,
+            head_layer_norm=cfg.head_layer_norm,
+            freeze_encoder=cfg.freeze_encoder,
         )
+        self.cfg = cfg
         if cfg.freeze_encoder:
             self.encoder_model.requires_grad_(False)
         if cfg.layer_decay != 1.0:
-            self._set_layer_lr_scales(num_layers)
+            self._set_layer_lr_scales(len(self.encoder_model.encoder.layers))
 
     @classmethod
     def build_model(cls, cfg: MaeAstClassifierConfig, task):
@@ -220,11 +215,6 @@ class MaeAstClassifier(BaseFairseqModel):
             raise ValueError("model.layer_decay cannot train with common.amp=true: set it false")
 
     # ----------------------------------------------------------------------------------------
-    @property
-    def min_frames(self) -> int:
-        """Frames in one token: shorter clips cannot be classified."""
-        return self.encoder_model.cfg.token_frames
-
     def train(self, mode: bool = True):
         super().train(mode)
         if self.cfg.freeze_encoder:
@@ -279,17 +269,6 @@ class MaeAstClassifier(BaseFairseqModel):
         mixed_target = lam[:, None] * target + (1 - lam[:, None]) * target[partner]
         return mixed, mixed_target
 
-    def encode(self, source, padding_mask=None):
-        """Encoder features (B, L, C), the last layer's or the weighted sum of all layers', and
-        the token padding mask (or None)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.cfg.freeze_encoder):
-            out = self.encoder_model(source, padding_mask, mask=False)
-        if self.layer_weights is None:
-            return out["x"], out["padding_mask"]
-        weights = torch.softmax(self.layer_weights, dim=0)
-        stacked = torch.stack(out["hidden_states"], dim=0)  # (N, B, L, C)
-        return (weights[:, None, None, None] * stacked).sum(dim=0), out["padding_mask"]
-
     def forward(self, source, padding_mask=None, target=None):
         """source: (B, T, F) filterbanks, padding_mask: (B, T) True at padding, target: class
         indices (B,) or multi-hot rows (B, C), needed only for mixup.
@@ -302,15 +281,8 @@ class MaeAstClassifier(BaseFairseqModel):
                 source = self.spec_augment(source, padding_mask)
             if self.cfg.mixup_prob > 0 and target is not None:
                 source, target = self.mixup(source, padding_mask, target)
-        features, token_padding = self.encode(source, padding_mask)
-        if self.projector is not None:
-            features = self.projector(features)
-        if token_padding is None:
-            pooled = features.mean(dim=1)
-        else:
-            keep = (~token_padding).unsqueeze(-1).to(features.dtype)
-            pooled = (features * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
-        return {"logits": self.head(pooled), "target": target, "pooled": pooled}
+        logits, pooled = self.classify(source, padding_mask)
+        return {"logits": logits, "target": target, "pooled": pooled}
 
     def max_positions(self):
         return None

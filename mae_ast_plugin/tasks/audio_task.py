@@ -34,10 +34,15 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
+class FbankTaskConfig(FairseqDataclass, FbankConfig):
+    """The filterbank settings as a fairseq/hydra config node (``task.features``)."""
+
+
+@dataclass
 class AudioTaskConfig(FairseqDataclass):
     data: str = field(default=MISSING, metadata={"help": "directory holding the {split}.tsv manifests"})
-    features: FbankConfig = field(
-        default_factory=FbankConfig,
+    features: FbankTaskConfig = field(
+        default_factory=FbankTaskConfig,
         metadata={"help": "filterbank front end; saved in checkpoints and reused downstream"},
     )
     skip_invalid: bool = field(

@@ -1,6 +1,6 @@
 """Classification metrics: accuracy, average precision, mAP, confusion matrix (numpy only).
 
-Used by the fine-tuning criterion (on the whole validation set), ``scripts/evaluate.py`` and the
+Used by the fine-tuning criterion (on the whole validation set), ``mae-ast-evaluate`` and the
 tests.  Values are fractions in [0, 1]; tables multiply by 100.
 """
 
@@ -45,7 +45,7 @@ def average_precision(scores, positives) -> float:
 
 
 class MeanAveragePrecision(NamedTuple):
-    mAP: float  # mean over the classes that have positives; NaN if none has
+    mAP: float | None  # mean over the classes that have positives; None if none has
     per_class: np.ndarray  # (C,) AP of each class, NaN for classes without positives
     classes_without_positives: int
 
@@ -54,7 +54,8 @@ def mean_average_precision(scores, targets) -> MeanAveragePrecision:
     """mAP of (N, C) scores against (N, C) multi-hot targets (values > 0.5 are positives).
 
     Classes without a positive in ``targets`` are left out of the mean (their AP is undefined)
-    and counted, so a small evaluation set cannot silently lower or raise the score.
+    and counted, so a small evaluation set cannot silently lower or raise the score.  When no
+    class has a positive the mAP is undefined: ``mAP`` is None, never NaN.
     """
     scores, targets = _numpy(scores), _numpy(targets) > 0.5
     if scores.shape != targets.shape or scores.ndim != 2:
@@ -63,7 +64,7 @@ def mean_average_precision(scores, targets) -> MeanAveragePrecision:
         [average_precision(scores[:, c], targets[:, c]) for c in range(scores.shape[1])]
     )
     defined = ~np.isnan(per_class)
-    value = float(per_class[defined].mean()) if defined.any() else float("nan")
+    value = float(per_class[defined].mean()) if defined.any() else None
     return MeanAveragePrecision(value, per_class, int((~defined).sum()))
 
 

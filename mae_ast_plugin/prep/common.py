@@ -1,6 +1,7 @@
-"""Shared helpers for the dataset preparation scripts in ``scripts/prepare_*.py``.
+"""Shared helpers of the dataset preparation modules ``mae_ast_plugin/prep/<dataset>.py``
+(command: ``mae-ast-prepare DATASET``), and the atomic file writers every tool uses.
 
-Every script turns a downloaded dataset into the files the plugin reads:
+Every dataset module turns a downloaded dataset into the files the plugin reads:
 
 * ``{split}.tsv``: fairseq manifest; line 1 is the absolute audio root, then
   ``relative/path<TAB>num_samples`` with ``num_samples = soundfile.info(path).frames``
@@ -10,23 +11,26 @@ Every script turns a downloaded dataset into the files the plugin reads:
 * ``labels.csv`` (labelled datasets): ``index,mid,display_name`` as in AST's
   ``class_labels_indices.csv``.
 
-The helpers here keep the six scripts identical in shape: the same command line
+The helpers here keep the six dataset modules identical in shape: the same command line
 (:func:`make_parser`), the same error handling (:class:`PrepError`, reported by :func:`run_cli`
 as a one-line message with exit status 2), the same audio probing (:func:`measure_clips`), the
-same atomic, validated writing (:func:`write_outputs`, :func:`write_split`) and the same
-closing summary (:class:`PrepSummary`).  Outputs depend only on the inputs and ``--seed``: file
-lists are sorted and every random choice comes from :func:`split_rng`.
+same validation hold-out (:func:`grouped_stratified_holdout`: whole source groups, every class
+present), the same atomic, validated writing (:func:`write_outputs`, :func:`write_split`; the
+other tools use :func:`atomic_write_text`, :func:`atomic_write_json` and :func:`atomic_target`
+too) and the same closing summary (:class:`PrepSummary`).  Outputs depend only on the inputs
+and ``--seed``: file lists are sorted and every random choice comes from :func:`split_rng`.
 """
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile
@@ -64,8 +68,8 @@ class Entry:
     """A clip that a dataset's metadata asks for, before its audio has been probed."""
 
     path: str  # absolute path of the audio file
-    labels: Tuple[int, ...] = ()  # class indices; empty for unlabelled (pretraining) data
-    where: Optional[str] = None  # "file:line" of the metadata that listed it, for errors
+    labels: tuple[int, ...] = ()  # class indices; empty for unlabelled (pretraining) data
+    where: str | None = None  # "file:line" of the metadata that listed it, for errors
 
 
 @dataclass(frozen=True)
@@ -74,16 +78,18 @@ class Clip:
 
     path: str
     num_samples: int
-    labels: Tuple[int, ...] = ()
+    labels: tuple[int, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------
 # Command line
 
 
-def make_parser(description: str, root_help: str) -> argparse.ArgumentParser:
-    """The options every prep script shares; scripts add their own after these."""
+def make_parser(description: str, prog: str | None, root_help: str) -> argparse.ArgumentParser:
+    """The options every dataset shares; each dataset module adds its own after these.
+    ``prog`` is the command name shown in usage and errors (``mae-ast-prepare esc50``)."""
     parser = argparse.ArgumentParser(
+        prog=prog,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -110,16 +116,20 @@ def make_parser(description: str, root_help: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_cli(get_parser: Callable[[], argparse.ArgumentParser], main, argv=None) -> None:
-    """Entry point of a script: parse, run ``main(args)``, turn :class:`PrepError` into a
-    clean ``prog: error: message`` on stderr and exit status 2 (argparse's own convention)."""
-    parser = get_parser()
+def run_cli(
+    get_parser: Callable[..., argparse.ArgumentParser], main, argv=None, prog=None
+) -> int:
+    """Entry point of a command: parse, run ``main(args)``, turn :class:`PrepError` into a
+    clean ``prog: error: message`` on stderr and exit status 2 (argparse's own convention).
+    Returns 0 on success."""
+    parser = get_parser(prog)
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO, stream=sys.stderr)
     try:
         main(args)
     except PrepError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+    return 0
 
 
 def existing_dir(path: str, what: str) -> str:
@@ -135,7 +145,7 @@ def existing_file(path: str, what: str) -> str:
     return os.path.abspath(path)
 
 
-def find_audio_files(directory: str, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> List[str]:
+def find_audio_files(directory: str, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> list[str]:
     """Absolute paths of the audio files under ``directory`` (recursive), sorted so that every
     run lists them in the same order whatever the file system returns."""
     wanted = {ext.lower() for ext in extensions}
@@ -160,14 +170,14 @@ class PrepSummary:
 
     def __init__(self, dataset: str):
         self.dataset = dataset
-        self.splits: Dict[str, Tuple[int, Optional[Counter]]] = {}
-        self.class_names: Optional[List[str]] = None
+        self.splits: dict[str, tuple[int, Counter | None]] = {}
+        self.class_names: list[str] | None = None
         self.problems: Counter = Counter()
-        self.examples: Dict[str, List[str]] = defaultdict(list)
-        self.notes: List[str] = []
-        self.dest: Optional[str] = None
+        self.examples: dict[str, list[str]] = defaultdict(list)
+        self.notes: list[str] = []
+        self.dest: str | None = None
 
-    def count(self, problem: str, example: Optional[str] = None, amount: int = 1) -> None:
+    def count(self, problem: str, example: str | None = None, amount: int = 1) -> None:
         """Record ``amount`` occurrences of a problem such as ``"missing audio"``."""
         self.problems[problem] += amount
         if example is not None and len(self.examples[problem]) < self.MAX_EXAMPLES:
@@ -183,7 +193,7 @@ class PrepSummary:
             per_class = Counter(label for clip in clips for label in clip.labels)
         self.splits[name] = (len(clips), per_class)
 
-    def _class_counts(self, per_class: Counter) -> List[str]:
+    def _class_counts(self, per_class: Counter) -> list[str]:
         """Per-class counts as short items, to be joined with "; " (AudioSet display names
         contain commas)."""
         names = self.class_names
@@ -191,7 +201,7 @@ class PrepSummary:
         if len(set(counts)) == 1:
             return [f"{counts[0]} in each of the {len(names)} classes"]
         if len(names) <= self.MAX_CLASSES_LISTED:
-            return [f"{name}={count}" for name, count in zip(names, counts)]
+            return [f"{name}={count}" for name, count in zip(names, counts, strict=True)]
         low, high = int(np.argmin(counts)), int(np.argmax(counts))
         return [
             f"{len(names)} classes",
@@ -201,7 +211,7 @@ class PrepSummary:
         ]
 
     @staticmethod
-    def _wrap(items: List[str], indent: str, width: int = 100) -> List[str]:
+    def _wrap(items: list[str], indent: str, width: int = 100) -> list[str]:
         """Join items with "; " into lines of at most ``width`` characters, never splitting
         an item."""
         lines, current = [], indent
@@ -251,7 +261,7 @@ def _probe(path: str):
 
 def measure_clips(
     entries: Sequence[Entry], *, skip_invalid: bool, summary: PrepSummary, workers: int = 1
-) -> List[Clip]:
+) -> list[Clip]:
     """Probe every entry's audio header and return the readable ones as :class:`Clip`.
 
     A missing or unreadable file is a :class:`PrepError` naming the file (and the metadata line
@@ -265,7 +275,7 @@ def measure_clips(
     else:
         results = [_probe(path) for path in paths]
     clips = []
-    for entry, result in zip(entries, results):
+    for entry, result in zip(entries, results, strict=True):
         if isinstance(result, int):
             clips.append(Clip(entry.path, result, entry.labels))
             continue
@@ -292,38 +302,102 @@ def split_rng(seed: int, *context: int) -> np.random.Generator:
     return np.random.default_rng([seed, *context])
 
 
-def holdout(items: Sequence, fraction: float, rng: np.random.Generator) -> Tuple[list, list]:
-    """Split ``items`` (in a fixed order) into ``(kept, held_out)``; ``held_out`` has
-    ``round(fraction * len(items))`` items chosen at random, but at least one and never all
-    when ``fraction > 0`` and there are two or more items; both parts keep the input order."""
+def grouped_stratified_holdout(
+    items: Sequence,
+    fraction: float,
+    rng: np.random.Generator,
+    group_of: Callable,
+    labels_of: Callable | None = None,
+) -> tuple[list, list, list[int]]:
+    """Split ``items`` into ``(kept, held_out, too_rare)`` for a validation split carved out of
+    training data (issue 10: checkpoint selection must not be biased by leaked sources).
+
+    * Groups stay whole: every item whose ``group_of(item)`` is equal lands on the same side
+      (ESC-50 ``src_file``, an IEMOCAP dialogue, a YouTube video), so no source recording is
+      heard in both parts.
+    * Stratified by ``labels_of(item)`` (a tuple of class indices; several for multi-label
+      data): each class gets about ``fraction`` of its items held out, and at least one group
+      whenever it has two or more, so every class present in ``kept`` is present in
+      ``held_out``.  A class found in one group only stays in ``kept`` (held out, it would be
+      untrained) and is listed in ``too_rare`` (sorted class indices) for the summary.
+      The method is iterative stratification (Sechidis, Tsoumakas and Vlahavas, ECML PKDD
+      2011) over groups: classes in order of fewest groups first, each drawing random groups
+      until it has its share.  A group is never held out if that would leave one of its
+      classes without a group in ``kept``.
+    * Without ``labels_of`` (unlabelled data): whole groups at random until
+      ``round(fraction * len(items))`` items, at least one group and never all.
+
+    Deterministic for a given ``rng`` state and item order; both parts keep the input order.
+    """
     if not 0 <= fraction < 1:
         raise PrepError(f"a held-out fraction must be in [0, 1), got {fraction}")
-    count = int(round(fraction * len(items)))
-    if fraction > 0 and len(items) > 1:
-        count = min(max(count, 1), len(items) - 1)
-    elif len(items) <= 1:
-        count = 0  # a lone item stays in the kept part: held out, its class would be untrained
-    chosen = set(rng.permutation(len(items))[:count].tolist())
-    kept = [item for i, item in enumerate(items) if i not in chosen]
-    held = [item for i, item in enumerate(items) if i in chosen]
-    return kept, held
-
-
-def stratified_holdout(
-    items: Sequence, class_of: Callable, fraction: float, rng: np.random.Generator
-) -> Tuple[list, list]:
-    """:func:`holdout` applied to each class separately (classes in sorted order), so the
-    held-out part has the class balance of ``items``; both parts keep the input order."""
-    by_class = defaultdict(list)
+    members: dict = {}  # group -> item indices, in input order
     for index, item in enumerate(items):
-        by_class[class_of(item)].append(index)
-    held_indices = set()
-    for label in sorted(by_class):
-        _, held = holdout(by_class[label], fraction, rng)
-        held_indices.update(held)
+        members.setdefault(group_of(item), []).append(index)
+    groups = sorted(members, key=str)
+    order = [groups[i] for i in rng.permutation(len(groups))]
+    held_groups = set()
+    too_rare: list[int] = []  # classes of kept without a held-out item
+    if fraction > 0 and len(groups) > 1 and labels_of is None:
+        target = max(int(round(fraction * len(items))), 1)
+        held_items = 0
+        for group in order[:-1]:  # never all groups
+            if held_items >= target:
+                break
+            held_groups.add(group)
+            held_items += len(members[group])
+    elif fraction > 0 and labels_of is not None:
+        counts = {  # group -> Counter of its class labels
+            group: Counter(label for i in members[group] for label in labels_of(items[i]))
+            for group in groups
+        }
+        groups_of = defaultdict(list)  # class -> its groups, in the random order
+        for group in order:
+            for label in counts[group]:
+                groups_of[label].append(group)
+        total = Counter()
+        for count in counts.values():
+            total.update(count)
+        kept_groups = {label: len(listed) for label, listed in groups_of.items()}
+        held = Counter()
+        for label in sorted(groups_of, key=lambda c: (len(groups_of[c]), c)):
+            if len(groups_of[label]) < 2:
+                continue  # one group: it stays in kept (listed in too_rare below)
+            share = fraction * total[label]
+            for group in groups_of[label]:
+                if held[label] > 0 and held[label] + counts[group][label] / 2 > share:
+                    break  # this class has its share (to the nearest group)
+                if group in held_groups or any(kept_groups[c] < 2 for c in counts[group]):
+                    continue  # taken already, or the last kept group of one of its classes
+                held_groups.add(group)
+                held.update(counts[group])
+                for c in counts[group]:
+                    kept_groups[c] -= 1
+        present = {label for group in groups if group not in held_groups for label in counts[group]}
+        too_rare = sorted(label for label in present if held[label] == 0)
+    held_indices = {i for group in held_groups for i in members[group]}
     kept = [item for i, item in enumerate(items) if i not in held_indices]
-    held = [item for i, item in enumerate(items) if i in held_indices]
-    return kept, held
+    held_out = [item for i, item in enumerate(items) if i in held_indices]
+    return kept, held_out, too_rare
+
+
+def note_classes_not_held_out(
+    summary: "PrepSummary",
+    split: str,
+    train: Sequence[Clip],
+    held_out: Sequence[Clip],
+    class_names: Sequence[str],
+) -> None:
+    """Say in the summary which classes of ``train`` have no clip in the held-out ``split``
+    (written clips: a class can also go missing when its held-out audio is missing)."""
+    present = {label for clip in held_out for label in clip.labels}
+    absent = sorted({label for clip in train for label in clip.labels} - present)
+    if absent:
+        names = ", ".join(class_names[label] for label in absent)
+        summary.note(
+            f"{split}: {len(absent)} class(es) of train have no clip here (too few source "
+            f"groups to hold one out, or its audio is missing): {names}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -331,7 +405,7 @@ def stratified_holdout(
 
 
 @contextmanager
-def _atomic_target(path: str):
+def atomic_target(path: str):
     """Yield a temporary path in ``path``'s directory; on success it replaces ``path`` with
     ``os.replace``, so a reader (or a crash) never sees a half-written file."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -347,7 +421,7 @@ def _atomic_target(path: str):
 
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` atomically."""
-    with _atomic_target(path) as temporary:
+    with atomic_target(path) as temporary:
         # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files.
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
@@ -356,9 +430,15 @@ def atomic_write_text(path: str, text: str) -> None:
             os.fsync(handle.fileno())
 
 
+def atomic_write_json(path: str, content) -> None:
+    """Write ``content`` as strict JSON (``allow_nan=False``: a NaN or infinity is a
+    ``ValueError`` here, never a non-standard ``NaN`` token in the file) atomically."""
+    atomic_write_text(path, json.dumps(content, indent=1, allow_nan=False) + "\n")
+
+
 def atomic_write_audio(path: str, data: np.ndarray, sample_rate: int, subtype="PCM_16") -> None:
     """Write a wav file to ``path`` atomically."""
-    with _atomic_target(path) as temporary:
+    with atomic_target(path) as temporary:
         soundfile.write(temporary, data, sample_rate, subtype=subtype, format="WAV")
 
 
@@ -378,8 +458,8 @@ def labels_csv_text(classes: Sequence[ClassInfo]) -> str:
 
 
 def render_split(
-    audio_root: str, clips: Sequence[Clip], num_classes: Optional[int] = None
-) -> Tuple[str, Optional[str]]:
+    audio_root: str, clips: Sequence[Clip], num_classes: int | None = None
+) -> tuple[str, str | None]:
     """The texts of a split's ``.tsv`` and, when ``num_classes`` is given, ``.lbl`` (else
     None), after checking every clip: under ``audio_root``, labels valid, rows paired."""
     audio_root = os.path.abspath(audio_root)
@@ -409,7 +489,7 @@ def write_split(
     split: str,
     audio_root: str,
     clips: Sequence[Clip],
-    num_classes: Optional[int] = None,
+    num_classes: int | None = None,
 ) -> None:
     """Write ``{directory}/{split}.tsv`` (and ``.lbl`` when ``num_classes`` is given)."""
     tsv, lbl = render_split(audio_root, clips, num_classes)
@@ -425,9 +505,9 @@ def write_labels_csv(directory: str, classes: Sequence[ClassInfo]) -> None:
 def write_outputs(
     dest: str,
     audio_root: str,
-    splits: Dict[str, Sequence[Clip]],
+    splits: dict[str, Sequence[Clip]],
     summary: PrepSummary,
-    classes: Optional[Sequence[ClassInfo]] = None,
+    classes: Sequence[ClassInfo] | None = None,
 ) -> None:
     """Check every split, then write them all: nothing is written if any split is invalid.
 

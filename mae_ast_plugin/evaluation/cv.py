@@ -1,0 +1,135 @@
+"""``mae-ast-cv``: k-fold cross-validation of a fine-tuning recipe (ESC-50: 5 folds; IEMOCAP ER:
+5 sessions).
+
+Example:
+    mae-ast-cv --config-name esc50 --data /abs/esc50 --folds 1 2 3 4 5 \
+        --pretrained /abs/pretrain/checkpoint_best.pt --out outputs/finetune/esc50_cv \
+        [-- extra hydra overrides]
+
+For each fold k: fine-tune with ``fairseq-hydra-train`` on ``{data}/fold{k}`` (checkpoints
+chosen on that fold's ``valid`` split, as the recipe says), then score ``checkpoint_best.pt``
+once on the fold's ``test`` split with ``mae-ast-evaluate``.  The test fold never chooses a
+checkpoint or an epoch.  Writes ``{out}/fold{k}/metrics.json`` per fold and ``{out}/summary.json``
+with the mean and the sample standard deviation over folds (the layout
+``mae-ast-results-table`` reads).  Folds that already have metrics.json are not rerun
+unless --rerun is given.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..prep.common import atomic_write_json
+from . import evaluate
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout: config/finetune holds the recipes
+HYDRA_TRAIN = str(Path(sys.executable).parent / "fairseq-hydra-train")
+
+
+def check_overrides(overrides, eval_split: str):
+    """Refuse overrides that would validate (hence choose checkpoints) on the test split."""
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key == "dataset.valid_subset" and eval_split in value.split(","):
+            raise SystemExit(
+                f"{override}: validating on '{eval_split}' would choose checkpoints on the test "
+                "fold; keep dataset.valid_subset=valid"
+            )
+
+
+def train_fold(config_name, data_dir, pretrained, run_dir, overrides):
+    cmd = [
+        HYDRA_TRAIN,
+        "--config-dir", str(REPO / "config" / "finetune"),
+        "--config-name", config_name,
+        f"common.user_dir={REPO / 'mae_ast_plugin'}",
+        f"task.data={data_dir}",
+        f"model.pretrained_checkpoint={pretrained}",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+    ]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
+
+
+def summarize(fold_results: dict) -> dict:
+    """Mean and sample standard deviation of the folds' scores; a fold without a score (value
+    null) is an error naming it, never averaged as NaN."""
+    for fold, result in fold_results.items():
+        if result["value"] is None:
+            raise SystemExit(f"fold {fold}: no {result['metric']} "
+                             f"({result.get('value_undefined')}); see {result['path']}")
+    values = np.array([result["value"] for result in fold_results.values()])
+    first = next(iter(fold_results.values()))
+    return {
+        "benchmark": first["benchmark"],
+        "model": first["model"],
+        "metric": first["metric"],
+        "value": float(values.mean()),
+        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "num_folds": len(values),
+        "folds": {
+            fold: {"value": result["value"], "metrics": result["path"]}
+            for fold, result in fold_results.items()
+        },
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="mae-ast-cv",
+        description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config-name", required=True, help="recipe: esc50, iemocap_er, ...")
+    parser.add_argument("--data", required=True, help="directory holding fold{k}/ data directories")
+    parser.add_argument("--pretrained", required=True, help="pretraining checkpoint")
+    parser.add_argument("--out", required=True, help="directory for fold{k}/ runs and summary.json")
+    parser.add_argument("--folds", nargs="+", default=["1", "2", "3", "4", "5"])
+    parser.add_argument("--eval-split", default="test", help="split scored once per fold")
+    parser.add_argument("--model-name", help="row name in the results table")
+    parser.add_argument("--device", help="device for evaluation (default: cuda when available)")
+    parser.add_argument("--rerun", action="store_true", help="rerun folds that have metrics.json")
+    parser.add_argument("overrides", nargs="*", help="extra hydra overrides (after --)")
+    args = parser.parse_args(argv)
+    check_overrides(args.overrides, args.eval_split)
+
+    out = Path(args.out).resolve()
+    fold_results = {}
+    for fold in args.folds:
+        data_dir = Path(args.data).resolve() / f"fold{fold}"
+        run_dir = out / f"fold{fold}"
+        metrics_path = run_dir / "metrics.json"
+        if metrics_path.exists() and not args.rerun:
+            print(f"fold {fold}: {metrics_path} exists, not rerun")
+            result = json.loads(metrics_path.read_text())
+        else:
+            train_fold(args.config_name, data_dir, args.pretrained, run_dir, args.overrides)
+            result = evaluate.evaluate(
+                run_dir / "checkpoints" / "checkpoint_best.pt",
+                str(data_dir),
+                split=args.eval_split,
+                out=metrics_path,
+                device=args.device,
+                model_name=args.model_name,
+            )
+        result["path"] = str(metrics_path)
+        fold_results[fold] = result
+        print(f"fold {fold}: {result['metric']} {evaluate.format_value(result['value'])}",
+              flush=True)
+
+    summary = summarize(fold_results)
+    summary_path = out / "summary.json"
+    atomic_write_json(summary_path, summary)
+    print(f"{summary['metric']} over {summary['num_folds']} folds: {summary['value']:.4f} "
+          f"± {summary['std']:.4f} (sample std) -> {summary_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -83,8 +83,8 @@ def short_run_overrides(corpus, *extra):
     return [
         f"task.data={corpus}",
         *TINY_MODEL,
-        "optimization.max_update=8",  # one epoch is 6 updates: crosses into epoch 2
-        "dataset.max_tokens=80000",  # 12 batches of 1-3 clips per epoch
+        "optimization.max_update=8",  # one epoch is 5-6 updates: crosses into epoch 2
+        "dataset.max_tokens=80000",  # 10-12 batches of 1-4 clips per epoch
         # fairseq drops an epoch's last batch unless its size is a multiple of this (8)
         "dataset.required_batch_size_multiple=1",
         "dataset.num_workers=0",

@@ -84,8 +84,9 @@ _AUTHORS_FIXED_TASK = {
     "deltas": False,
     "mask_spans": False,
 }
-# Our model fields that only matter in training and have no effect on the network's function.
-_TRAINING_ONLY = ("checkpoint_activations",)
+# Our model fields that only matter in training and have no effect on the trained network's
+# function (init_style only chooses the initial weights).
+_TRAINING_ONLY = ("checkpoint_activations", "init_style")
 
 
 class NotExportableError(ValueError):

@@ -34,7 +34,10 @@ def test_forward_shapes_and_keys(tokens):
     padding = torch.zeros(3, 300, dtype=torch.bool)
     padding[2, 200:] = True
     out = model(source, padding)
-    assert set(out) == {"recon", "cls", "target", "masked_idx", "masked_padding", "token_padding"}
+    assert set(out) == {
+        "recon", "cls", "target", "masked_idx", "masked_padding", "token_padding",
+        "visible_tokens", "visible_padding",  # for the criterion's mean-visible-token baseline
+    }
     token_dim = 256
     batch, masked = out["masked_idx"].shape
     assert batch == 3 and masked > 0

@@ -18,7 +18,7 @@ frozen embeddings, Turian et al. 2022), with a linear classifier:
    from scikit-learn's lbfgs solver is fitted on train for each inverse regularisation strength
    C of a small grid; the C with the best valid metric is kept and that classifier is scored
    once on test.  Metric: accuracy (single-label) or mAP (multi-label, classes without positives
-   left out and counted, ``mae_ast_plugin.metrics``).
+   left out and counted, ``mae_ast_plugin.evaluation.metrics``).
 3. The best layer is the one with the highest valid metric (the first on ties); the report also
    gives the last layer, the usual choice when no sweep is done.
 
@@ -245,7 +245,7 @@ def _classifier(C: float, multi_label: bool):
 
 
 def _metric(classifier, x, targets, multi_label: bool) -> float:
-    from ..metrics import mean_average_precision
+    from .metrics import mean_average_precision
 
     if multi_label:
         return mean_average_precision(classifier.decision_function(x), targets).mAP
@@ -253,7 +253,7 @@ def _metric(classifier, x, targets, multi_label: bool) -> float:
 
 
 def _metric_se(classifier, x, targets, multi_label: bool, bootstrap: int) -> float:
-    from ..metrics import mean_average_precision
+    from .metrics import mean_average_precision
 
     if not multi_label:
         return binomial_se(_metric(classifier, x, targets, False), len(targets))

@@ -23,13 +23,14 @@ code is refused); reading it needs fairseq, the exported files do not.
 import argparse
 import dataclasses
 import datetime
-import hashlib
 import logging
 import os
 import sys
 import tempfile
 
 import torch
+
+from .hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -112,13 +113,6 @@ def _num_updates(state) -> int:
     return int(history[-1].get("num_updates", 0))
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _merged_model_cfg(model, cfg):
     """The config the model was built with: the checkpoint's ``cfg.model`` merged with the
@@ -170,7 +164,7 @@ def export_safetensors(checkpoint: str, out_dir: str) -> dict:
         network, encoder_cfg, model_type = model, _merged_model_cfg(model, cfg), cfg.model["_name"]
     provenance = {
         "source_checkpoint": os.path.abspath(checkpoint),
-        "source_sha256": _sha256(checkpoint),
+        "source_sha256": file_sha256(checkpoint),
         "source_model": cfg.model["_name"],
         "num_updates": _num_updates(state),
         "exported_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from mae_ast_plugin.bench.report import command_line, log, machine_info, write_report
 from mae_ast_plugin.cli import command_parser
+from mae_ast_plugin.hashing import file_sha256
 
 
 def proc_status(pid="self"):
@@ -104,7 +105,7 @@ def fake_cache(manifest_path: str, cache_dir: str, num_shards: int):
                 "num_clips": len(entries),
                 "num_rows": len(entries) * 998,
                 "data_sha256": "not computed (sparse benchmark file)",
-                "index_sha256": fc._sha256_file(name + ".index.npy"),
+                "index_sha256": file_sha256(name + ".index.npy"),
                 "errors": {},
             },
         )

@@ -35,6 +35,7 @@ from dataclasses import fields
 import numpy as np
 
 from ..features import AudioError, FbankConfig, compute_fbank, load_audio, num_frames
+from ..hashing import file_sha256
 from .manifest import Manifest, read_manifest
 
 logger = logging.getLogger(__name__)
@@ -61,13 +62,6 @@ def features_dict(features: FbankConfig) -> dict:
     names = [f.name for f in fields(FbankConfig) if not f.name.startswith("_")]
     return {name: getattr(features, name) for name in names}
 
-
-def _sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_atomic(path: str, write: Callable) -> None:
@@ -126,7 +120,7 @@ def _shard_is_current(cache_dir: str, name: str, expected: dict, verify: bool) -
         if current:
             _check_shard_files(cache_dir, name, meta)
             data_path = os.path.join(cache_dir, name + ".fbank")
-            if verify and _sha256_file(data_path) != meta["data_sha256"]:
+            if verify and file_sha256(data_path) != meta["data_sha256"]:
                 raise FbankCacheError(f"{data_path} does not match its sha256")
     except (OSError, ValueError, KeyError) as err:
         logger.warning("fbank cache shard %s is damaged (%s): rebuilding it", name, err)
@@ -170,7 +164,7 @@ def _build_shard(job) -> dict:
         num_clips=len(entries),
         num_rows=rows,
         data_sha256=digest.hexdigest(),
-        index_sha256=_sha256_file(index_path),
+        index_sha256=file_sha256(index_path),
         errors=errors,
     )
     _write_json(os.path.join(cache_dir, name + ".json"), meta)
@@ -266,7 +260,7 @@ def build_split(
 def _check_shard_files(cache_dir: str, name: str, meta: dict) -> np.ndarray:
     """Checks the index sha256 and the data size of a shard; returns its index."""
     index_path = os.path.join(cache_dir, name + ".index.npy")
-    if _sha256_file(index_path) != meta["index_sha256"]:
+    if file_sha256(index_path) != meta["index_sha256"]:
         raise FbankCacheError(f"fbank cache shard {index_path} does not match its sha256: corrupt")
     index = np.load(index_path)
     data_path = os.path.join(cache_dir, name + ".fbank")

@@ -7,12 +7,13 @@ rather than a list of Python strings, so a 2M-line manifest costs tens of MB per
 and its pages stay shared after fork.
 """
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -120,13 +121,6 @@ def read_manifest(path: str, skip_invalid: bool = False, min_samples: int = 0) -
 RATES_FORMAT = "mae_ast_sample_rates/1"
 
 
-def _manifest_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _rates_cache_paths(manifest_path: str, sha: str):
     """Where the header scan is cached: beside the manifest (shared by every node of a
@@ -158,7 +152,7 @@ def native_sample_rates(manifest: Manifest, threads: int = 16) -> np.ndarray:
     at once, since on network storage each waits on I/O."""
     from concurrent.futures import ThreadPoolExecutor
 
-    sha = _manifest_sha256(manifest.path)
+    sha = file_sha256(manifest.path)
     paths = _rates_cache_paths(manifest.path, sha)
     for cache_path in paths:
         try:

@@ -71,26 +71,17 @@ def test_results_table_rejects_unplaceable_results(tmp_path):
         table_script.main([*twice, "--out", str(tmp_path / "t.md")])
 
 
+def evaluate_audioset(runs, manifest, out, *extra) -> int:
+    """Exit status of mae-ast-evaluate on the AudioSet-style run's checkpoint, on CPU."""
+    checkpoint = str(checkpoint_of(runs, "audioset_20k"))
+    args = [checkpoint, str(manifest), "--out", str(out), "--device", "cpu", "--num-workers", "0"]
+    return evaluate.main([*args, *extra])
+
+
 def test_evaluate_cli_on_a_manifest_path(runs, base, tmp_path, capsys):
     data = recipe_data(base, "audioset_20k")
     out = tmp_path / "as.json"
-    assert (
-        evaluate.main(
-            [
-                str(checkpoint_of(runs, "audioset_20k")),
-                str(data / "eval.tsv"),
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-                "--num-workers",
-                "0",
-                "--model-name",
-                "MAE-AST Patch",
-            ]
-        )
-        == 0
-    )
+    assert evaluate_audioset(runs, data / "eval.tsv", out, "--model-name", "MAE-AST Patch") == 0
     result = json.loads(out.read_text())
     assert result["split"] == "eval" and result["metric"] == "mAP" and result["benchmark"] == "AS"
     assert "mAP:" in capsys.readouterr().out
@@ -199,21 +190,7 @@ def test_evaluate_writes_null_not_nan_when_map_is_undefined(runs, base, tmp_path
     shutil.copytree(recipe_data(base, "audioset_20k"), data)
     (data / "eval.lbl").write_text("\n" * 4)  # 4 clips, none with a label
     out = tmp_path / "as.json"
-    assert (
-        evaluate.main(
-            [
-                str(checkpoint_of(runs, "audioset_20k")),
-                str(data / "eval.tsv"),
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-                "--num-workers",
-                "0",
-            ]
-        )
-        == 1
-    )
+    assert evaluate_audioset(runs, data / "eval.tsv", out) == 1
     assert "mAP is undefined" in capsys.readouterr().err
 
     def no_constants(name):

@@ -68,6 +68,21 @@ def tiny_corpus(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("tiny_corpus"), {"train": 24, "valid": 6})
 
 
+def short_run_overrides(run_dir, max_update: int) -> list:
+    """fairseq-hydra-train overrides of a short CPU run: batches of up to 5 s of 16 kHz audio,
+    no loader workers, no validation, a log line per update, fp32, no tensorboard."""
+    return [
+        f"optimization.max_update={max_update}",
+        "dataset.max_tokens=80000",
+        "dataset.num_workers=0",
+        "dataset.disable_validation=true",
+        "common.log_interval=1",
+        "common.amp=false",
+        "common.tensorboard_logdir=null",
+        f"hydra.run.dir={run_dir}",
+    ]
+
+
 def hydra_train(config_name: str, overrides, config_dir="config/pretrain", check=True, timeout=600):
     """Run ``fairseq-hydra-train`` from the repository root, as a user would."""
     cmd = [

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import synth_clip
+from conftest import TINY_ARCH, synth_clip
 
 from mae_ast_plugin.criterions.mae_ast_criterion import masked_prediction_losses
 from mae_ast_plugin.data.fbank_dataset import FbankAudioDataset
@@ -16,14 +16,7 @@ from mae_ast_plugin.models.ssast import SsastConfig, SsastModel
 from mae_ast_plugin.modules.masking import num_masked_tokens
 from mae_ast_plugin.modules.tokens import sinusoidal_positions
 
-TINY = dict(
-    encoder_layers=1,
-    encoder_embed_dim=32,
-    decoder_embed_dim=32,
-    encoder_ffn_embed_dim=64,
-    encoder_attention_heads=2,
-    decoder_layers=1,
-)
+TINY = dict(TINY_ARCH, encoder_layers=1)
 # (seconds, native rate): long speech, short 44.1 kHz events, a 22.05 kHz clip, a cropped one
 CLIPS = [(2.0, 16000), (0.7, 44100), (1.3, 22050), (3.5, 48000), (0.45, 16000)]
 

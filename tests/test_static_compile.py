@@ -4,7 +4,7 @@ after warm-up, and leave checkpoints that load and resume without compile."""
 
 import pytest
 import torch
-from conftest import TINY_MODEL, hydra_train
+from conftest import TINY_MODEL, hydra_train, short_run_overrides
 from test_distributed import records
 
 # No dropout or LayerDrop: compiled code draws its own random numbers for them (the masks are
@@ -26,15 +26,8 @@ def train(corpus, run_dir, *extra, max_update=6):
             *TINY_MODEL,
             *DETERMINISTIC,
             "task.max_sample_len_s=2.0",
-            f"optimization.max_update={max_update}",
-            "dataset.max_tokens=80000",
+            *short_run_overrides(run_dir, max_update),
             "dataset.batch_size=4",
-            "dataset.num_workers=0",
-            "dataset.disable_validation=true",
-            "common.log_interval=1",
-            "common.amp=false",
-            "common.tensorboard_logdir=null",
-            f"hydra.run.dir={run_dir}",
             *extra,
         ],
     )

@@ -3,7 +3,7 @@ bf16 autocast (a no-op on CPU; which precision runs where), gradient accumulatio
 
 import pytest
 import torch
-from conftest import TINY_MODEL, hydra_train
+from conftest import TINY_MODEL, hydra_train, short_run_overrides
 from test_distributed import records
 
 from mae_ast_plugin.tasks.audio_task import autocast_dtype
@@ -17,15 +17,8 @@ def train(corpus, run_dir, *extra, max_update=8):
         [
             f"task.data={corpus}",
             *TINY_MODEL,  # dropout and LayerDrop on: recomputation must replay their draws
-            f"optimization.max_update={max_update}",
-            "dataset.max_tokens=80000",
+            *short_run_overrides(run_dir, max_update),
             "dataset.required_batch_size_multiple=1",  # every batch kept
-            "dataset.num_workers=0",
-            "dataset.disable_validation=true",
-            "common.log_interval=1",
-            "common.amp=false",
-            "common.tensorboard_logdir=null",
-            f"hydra.run.dir={run_dir}",
             *extra,
         ],
     )

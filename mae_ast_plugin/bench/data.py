@@ -42,28 +42,32 @@ from mae_ast_plugin.cli import command_parser
 
 
 def generate_corpus(
-    root: Path, count: int, seconds: float, sample_rate: int, seed: int = 0
+    root: Path, count: int, seconds: float, sample_rate, seed: int = 0
 ) -> Path:
     """``count`` clips of ``seconds`` s (16-bit PCM wav: harmonic chirps in noise) and a
-    fairseq manifest ``root/train.tsv``; returns the manifest path."""
+    fairseq manifest ``root/train.tsv`` (lengths in samples at each clip's own rate); returns the
+    manifest path.  ``sample_rate`` (Hz) is one rate, or a sequence of rates that clip ``i``
+    takes in turn (``i % len``), for a corpus the loader partly resamples."""
     import numpy as np
     import soundfile
 
+    rates = tuple(sample_rate) if isinstance(sample_rate, (tuple, list)) else (sample_rate,)
     rng = np.random.default_rng(seed)
     audio = root / "audio"
     audio.mkdir(parents=True, exist_ok=True)
-    length = int(round(seconds * sample_rate))
-    t = np.arange(length) / sample_rate
     lines = [str(audio)]
     for index in range(count):
+        rate = rates[index % len(rates)]
+        length = int(round(seconds * rate))
+        t = np.arange(length) / rate
         f0 = rng.uniform(100, 800)
         sweep = f0 * (1 + rng.uniform(-0.5, 0.5) * t / max(seconds, 1e-3))
-        phase = 2 * np.pi * np.cumsum(sweep) / sample_rate
+        phase = 2 * np.pi * np.cumsum(sweep) / rate
         wave = sum(np.sin(k * phase) / k for k in (1, 2, 3)) * 0.2 + 0.02 * rng.standard_normal(
             length
         )
         name = f"clip_{index:05d}.wav"
-        soundfile.write(audio / name, wave.astype(np.float32), sample_rate, subtype="PCM_16")
+        soundfile.write(audio / name, wave.astype(np.float32), rate, subtype="PCM_16")
         lines.append(f"{name}\t{length}")
     manifest = root / "train.tsv"
     manifest.write_text("\n".join(lines) + "\n")

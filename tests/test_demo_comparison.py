@@ -46,3 +46,40 @@ def test_probe_stage_and_timing(tmp_path, monkeypatch):
     assert probed["layer"] >= 1 and 0.0 <= probed["test"] <= 1.0
     result, _ = demo.comparison_lines("probe:", probed, control, "random init")
     assert result["gain"] == pytest.approx(probed["test"] - control["test"])
+
+
+def test_finetune_stage_runs_side_by_side_and_scores_both(tmp_path, monkeypatch, capsys):
+    """The demo's fine-tuning stage: both runs (pretrained, scratch with the same encoder size)
+    train at once through fairseq-hydra-train, and each best checkpoint is scored on test."""
+    demo = load_demo()
+    manifests = tmp_path / "manifests"
+    write_task(manifests / "keyword", lambda split, i, bands: str(bands[0]))
+    monkeypatch.setattr(demo, "OUT", tmp_path / "out")
+    monkeypatch.setattr(demo, "MANIFESTS", manifests)
+    short = ["optimization.max_update=4", "dataset.validate_interval_updates=2",
+             "checkpoint.save_interval_updates=2", "common.log_interval=1",
+             "dataset.num_workers=0", "dataset.batch_size=8"]
+    results = demo.finetune_keyword({
+        "pretrained": [f"model.pretrained_checkpoint={CHECKPOINT}", *short],
+        "scratch": ["+init=scratch", *demo.encoder_overrides(CHECKPOINT), *short],
+    })
+    assert set(results) == {"pretrained", "scratch"}
+    for name, result in results.items():
+        assert result["clips"] == 12 and 0.0 <= result["test"] <= 1.0
+        assert result["test_se"] == pytest.approx(
+            (result["test"] * (1 - result["test"]) / 12) ** 0.5)
+        assert (tmp_path / "out" / f"keyword_{name}" / "test_metrics.json").is_file()
+    printed = capsys.readouterr().out
+    # the two runs' log summaries are told apart by their run directory
+    assert "[keyword_pretrained]   valid update" in printed
+    assert "[keyword_scratch]   valid update" in printed
+    scratch_log = (tmp_path / "out" / "keyword_scratch" / "hydra_train.log").read_text()
+    assert "'encoder_embed_dim': 64" in scratch_log
+
+
+def test_a_failed_finetuning_run_is_named(tmp_path, monkeypatch):
+    demo = load_demo()
+    monkeypatch.setattr(demo, "OUT", tmp_path / "out")
+    with pytest.raises(SystemExit, match="keyword_broken/hydra_train.log"):
+        demo.hydra_train_together([("config/finetune", "demo_keyword",
+                                    tmp_path / "out" / "keyword_broken", ["task.no_such_key=1"])])

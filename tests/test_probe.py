@@ -13,7 +13,7 @@ import pytest
 import soundfile
 from conftest import REPO
 
-from mae_ast_plugin.evaluation import probe
+from mae_ast_plugin.evaluation import probe, probe_classifier, probe_data
 
 CHECKPOINT = REPO / "tests" / "fixtures" / "authors-mae-ast" / "authors_patch_checkpoint.pt"
 BANDS_HZ = ((150, 250), (900, 1300), (3000, 4000))  # one class per band
@@ -71,9 +71,9 @@ def test_pitch_classes_are_separable_and_cached(pitch_task, tmp_path):
     assert report["best"]["test"] >= 0.99 and report["best"]["valid"] >= 0.99
     assert report["best"] == report["layers"][report["best_layer"] - 1]
     for entry in report["layers"]:
-        assert entry["C"] in probe.C_GRID and set(entry["valid_by_C"]) == {repr(c) for c in
-                                                                           probe.C_GRID}
-        assert entry["test_se"] == pytest.approx(probe.binomial_se(entry["test"], 12))
+        grid = probe_classifier.C_GRID
+        assert entry["C"] in grid and set(entry["valid_by_C"]) == {repr(c) for c in grid}
+        assert entry["test_se"] == pytest.approx(probe_classifier.binomial_se(entry["test"], 12))
     assert report["provenance"]["embedding_cache"]["train"] == "miss"
     assert len(list(cache.glob("*.npz"))) == 3
     assert (tmp_path / "a" / "probe.png").read_bytes().startswith(b"\x89PNG")
@@ -101,7 +101,7 @@ def test_embeddings_are_mean_over_real_tokens(pitch_task):
 
     encoder = load_encoder(str(CHECKPOINT))
     manifest = read_manifest(str(pitch_task / "valid.tsv"))
-    batched = probe.clip_embeddings(encoder, manifest, batch_size=5, progress=False)
+    batched = probe_data.clip_embeddings(encoder, manifest, batch_size=5, progress=False)
     for index in (0, 7):
         wave = load_audio(manifest.audio_path(index), 16000)
         alone = encoder.extract_features([wave], 16000)
@@ -140,12 +140,12 @@ def test_random_init_keeps_architecture_and_input_statistics():
     from mae_ast_plugin import load_encoder
 
     encoder = load_encoder(str(CHECKPOINT))
-    fresh = probe.random_init_encoder(encoder, seed=1)
+    fresh = probe_data.random_init_encoder(encoder, seed=1)
     assert fresh.num_layers == encoder.num_layers and fresh.embed_dim == encoder.embed_dim
     assert torch.equal(fresh.model.batch_norm.running_mean, encoder.model.batch_norm.running_mean)
     weight = "encoder.layers.0.fc1.weight"
     assert not torch.equal(fresh.model.state_dict()[weight], encoder.model.state_dict()[weight])
-    assert torch.equal(probe.random_init_encoder(encoder, seed=1).model.state_dict()[weight],
+    assert torch.equal(probe_data.random_init_encoder(encoder, seed=1).model.state_dict()[weight],
                        fresh.model.state_dict()[weight])
 
 
@@ -166,17 +166,35 @@ def test_bad_input_names_the_file(pitch_task, tmp_path):
 def test_gain_over_control():
     a = {"best": {"test": 0.40, "test_se": 0.04}, "last": {"test": 0.30, "test_se": 0.04}}
     b = {"best": {"test": 0.22, "test_se": 0.03}, "last": {"test": 0.25, "test_se": 0.03}}
-    best = probe.gain_over_control(a, b)
+    best = probe_classifier.gain_over_control(a, b)
     assert best["gain"] == pytest.approx(0.18) and best["se_of_difference"] == pytest.approx(0.05)
     assert best["exceeds_2se"]
-    last = probe.gain_over_control(a, b, which="last")
+    last = probe_classifier.gain_over_control(a, b, which="last")
     assert last["gain"] == pytest.approx(0.05) and not last["exceeds_2se"]
     # the fine-tuning numbers: 0.417 vs 0.344 on 96 clips is within noise
-    ft = probe.gain_over_control(
-        {"test": 0.417, "test_se": probe.binomial_se(0.417, 96)},
-        {"test": 0.344, "test_se": probe.binomial_se(0.344, 96)},
+    ft = probe_classifier.gain_over_control(
+        {"test": 0.417, "test_se": probe_classifier.binomial_se(0.417, 96)},
+        {"test": 0.344, "test_se": probe_classifier.binomial_se(0.344, 96)},
     )
     assert ft["se_of_difference"] == pytest.approx(0.07, abs=0.002) and not ft["exceeds_2se"]
+
+
+def test_checkpoint_digest_of_a_file_and_of_a_folder(tmp_path):
+    # the embedding cache's key: a .pt file's digest is its sha256; an exported folder's covers
+    # every file's name and bytes
+    from mae_ast_plugin.hashing import file_sha256
+
+    assert probe_data.file_digest(str(CHECKPOINT)) == file_sha256(str(CHECKPOINT))
+    folder = tmp_path / "export"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "sub" / "model.safetensors").write_bytes(b"weights")
+    first = probe_data.file_digest(str(folder))
+    assert first == probe_data.file_digest(str(folder)) and len(first) == 64
+    (folder / "sub" / "model.safetensors").write_bytes(b"weightz")
+    changed = probe_data.file_digest(str(folder))
+    (folder / "sub" / "model.safetensors").rename(folder / "model.safetensors")
+    assert len({first, changed, probe_data.file_digest(str(folder))}) == 3
 
 
 def test_help_shows_an_example():

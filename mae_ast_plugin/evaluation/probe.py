@@ -30,6 +30,10 @@ of a bootstrap over clips (``--bootstrap`` resamples, seed 0).
 It keeps the checkpoint's input BatchNorm statistics (the dataset's fbank mean and variance,
 not learnt weights), so both encoders see the same normalised input.
 
+Modules: :mod:`.probe_data` reads the task and computes and caches the embeddings (step 1),
+:mod:`.probe_classifier` fits and scores the classifiers (steps 2-3, standard errors); this
+module runs the whole probe and writes, plots and prints its report (the command).
+
 Outputs in ``--out-dir``: ``probe.json`` (strict JSON: per layer the valid and test metric
 with standard errors, the chosen C; the chosen layer; settings; provenance) and ``probe.png``
 (metric against layer).
@@ -37,8 +41,6 @@ with standard errors, the chosen C; the chosen layer; settings; provenance) and 
 
 import argparse
 import datetime
-import hashlib
-import json
 import logging
 import math
 import os
@@ -46,284 +48,41 @@ import platform
 import subprocess
 import sys
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..prep.common import atomic_write_json
+from .probe_classifier import (
+    C_GRID,
+    MAX_ITER,
+    binomial_se,
+    chance_levels,
+    gain_over_control,
+    probe_layer,
+)
+from .probe_data import (
+    SPLITS,
+    ProbeError,
+    cached_embeddings,
+    file_digest,
+    random_init_encoder,
+    read_task,
+)
+
+# What other modules import from here (the demo, the Table 1 driver and report)
+__all__ = ["C_GRID", "ProbeError", "binomial_se", "gain_over_control", "format_report",
+           "get_parser", "main", "plot_report", "probe_to_dir", "run_probe", "write_report"]
+
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "test")
-# Bumped when the embeddings change for the same checkpoint and manifest (cache key).
-EMBEDDING_FORMAT = 1
-C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-MAX_ITER = 2000
 EXAMPLE = """example:
   mae-ast-probe outputs/demo/pretrain/checkpoints/checkpoint_last.pt manifests/demo/keyword \\
       --out-dir outputs/demo/probe_pretrained
   mae-ast-probe outputs/demo/pretrain/checkpoints/checkpoint_last.pt manifests/demo/keyword \\
       --out-dir outputs/demo/probe_random --random-init --seed 1
 """
-
-
-class ProbeError(ValueError):
-    """Unusable probe input (bad manifest directory, clip too short for one token)."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Data
-
-
-@dataclass
-class Split:
-    name: str
-    manifest: object  # data.manifest.Manifest
-    targets: np.ndarray  # (N,) int64 class indices, or (N, C) 0/1 float32 for multi-label
-
-
-def read_split(manifest_dir: str, split: str, num_classes: int, multi_label: bool) -> Split:
-    """``{split}.tsv`` and ``{split}.lbl`` of the fine-tuning layout, read by the fine-tuning
-    readers (errors name the file and line)."""
-    from ..data.labelled_dataset import LabelError, read_clip_labels
-    from ..data.manifest import read_manifest
-
-    manifest = read_manifest(os.path.join(manifest_dir, f"{split}.tsv"))
-    try:
-        labels = read_clip_labels(
-            os.path.join(manifest_dir, f"{split}.lbl"), manifest, num_classes, multi_label
-        )
-    except LabelError as err:
-        if multi_label or "exactly one" not in str(err):
-            raise
-        raise LabelError(f"{err}; mae-ast-probe: pass --multi-label for such data") from None
-    if multi_label:
-        targets = np.zeros((len(labels), num_classes), dtype=np.float32)
-        for row in range(len(labels)):
-            targets[row, labels.of(row)] = 1.0
-    else:
-        targets = labels.values[labels.offsets[:-1]].astype(np.int64)
-    return Split(split, manifest, targets)
-
-
-def read_task(manifest_dir: str, multi_label: bool):
-    """The class list and the three splits of a labelled manifest directory."""
-    from ..data.labelled_dataset import read_class_list
-
-    if not os.path.isdir(manifest_dir):
-        raise ProbeError(
-            f"{manifest_dir} is not a directory: pass the directory holding train/valid/test.tsv, "
-            "their .lbl files and labels.csv (the fine-tuning layout)"
-        )
-    classes = read_class_list(os.path.join(manifest_dir, "labels.csv"))
-    splits = {s: read_split(manifest_dir, s, len(classes), multi_label) for s in SPLITS}
-    return classes, splits
-
-
-# ----------------------------------------------------------------------------------------------
-# Embeddings
-
-
-def file_digest(path: str) -> str:
-    """sha256 of a file's bytes, or of a directory's files (relative names and bytes, sorted)."""
-    digest = hashlib.sha256()
-    paths = [Path(path)]
-    if Path(path).is_dir():
-        paths = sorted(p for p in Path(path).rglob("*") if p.is_file())
-    for item in paths:
-        if Path(path).is_dir():
-            digest.update(item.relative_to(path).as_posix().encode() + b"\0")
-        with open(item, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def random_init_encoder(encoder, seed: int):
-    """The encoder's architecture with the constructor's fresh weights drawn under ``seed``,
-    keeping the input BatchNorm statistics (data statistics, not learnt weights)."""
-    from ..encoder import MaeAstEncoder
-
-    model = encoder.model
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        fresh = type(model)(model.cfg)
-    fresh.batch_norm.load_state_dict(model.batch_norm.state_dict())
-    return MaeAstEncoder(fresh, encoder.features, device=encoder.device)
-
-
-def _tokens_per_clip(encoder, num_samples: int) -> int:
-    from ..features import num_frames
-
-    cfg = encoder.model.cfg
-    frames = num_frames(num_samples, encoder.features)
-    freq_blocks = max(1, encoder.features.num_mel_bins // cfg.token_mel_bins)
-    return (frames // cfg.token_frames) * freq_blocks
-
-
-def clip_embeddings(encoder, manifest, batch_size: int = 16, progress: bool = True) -> np.ndarray:
-    """Mean-pooled embeddings (layers, N, C) float32 of every clip of ``manifest``: for each
-    encoder layer, the mean of its output over the clip's real tokens.  Clips are batched by
-    length (the encoder's output for a clip does not depend on the batch)."""
-    from tqdm import tqdm
-
-    from ..features import AudioError, load_audio
-
-    rate = encoder.features.sample_rate
-    order = np.argsort(manifest.sizes, kind="stable")
-    out = np.empty((encoder.num_layers, len(manifest), encoder.embed_dim), dtype=np.float32)
-    bar = tqdm(total=len(manifest), desc=os.path.basename(manifest.path), unit="clip",
-               disable=not progress, file=sys.stderr)
-    for start in range(0, len(order), batch_size):
-        ids = order[start : start + batch_size]
-        waves = []
-        for index in ids:
-            try:
-                wave = load_audio(manifest.audio_path(index), rate)
-            except AudioError as err:
-                raise AudioError(f"{manifest.where(index)}: {err}") from None
-            if _tokens_per_clip(encoder, wave.numel()) == 0:
-                raise ProbeError(
-                    f"{manifest.where(index)}: {wave.numel() / rate:.3f} s is shorter than one "
-                    f"token ({encoder.model.cfg.token_frames} frames): remove the line"
-                )
-            waves.append(wave)
-        result = encoder.extract_features(waves, sample_rate=rate)
-        real = (~result.padding_mask).unsqueeze(-1).float()
-        count = real.sum(1)
-        for layer, hidden in enumerate(result.hidden_states):
-            out[layer, ids] = ((hidden.float() * real).sum(1) / count).cpu().numpy()
-        bar.update(len(ids))
-    bar.close()
-    return out
-
-
-def _atomic_save_npz(path: Path, **arrays):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(temporary, **arrays)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
-def cached_embeddings(encoder, manifest, cache_dir, key_parts: dict, batch_size=16, progress=True):
-    """:func:`clip_embeddings`, read from ``cache_dir`` when the same checkpoint, manifest bytes
-    and settings were embedded before; returns (embeddings, "hit" or "miss")."""
-    key = dict(key_parts, manifest_sha256=file_digest(manifest.path), format=EMBEDDING_FORMAT)
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:40]
-    path = Path(cache_dir) / f"{name}.npz" if cache_dir else None
-    if path is not None and path.is_file():
-        with np.load(path) as stored:
-            embeddings = stored["embeddings"]
-        if embeddings.shape[1] == len(manifest):
-            return embeddings, "hit"
-    embeddings = clip_embeddings(encoder, manifest, batch_size, progress)
-    if path is not None:
-        _atomic_save_npz(path, embeddings=embeddings, key=json.dumps(key, sort_keys=True))
-    return embeddings, "miss"
-
-
-# ----------------------------------------------------------------------------------------------
-# Linear probe
-
-
-def binomial_se(p: float, n: int) -> float:
-    """Standard error of an accuracy ``p`` measured on ``n`` independent clips."""
-    return math.sqrt(max(p * (1.0 - p), 0.0) / n) if n > 0 else float("nan")
-
-
-def _classifier(C: float, multi_label: bool):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-
-    logistic = LogisticRegression(C=C, max_iter=MAX_ITER)
-    return OneVsRestClassifier(logistic) if multi_label else logistic
-
-
-def _metric(classifier, x, targets, multi_label: bool) -> float:
-    from .metrics import mean_average_precision
-
-    if multi_label:
-        return mean_average_precision(classifier.decision_function(x), targets).mAP
-    return float(np.mean(classifier.predict(x) == targets))
-
-
-def _metric_se(classifier, x, targets, multi_label: bool, bootstrap: int) -> float:
-    from .metrics import mean_average_precision
-
-    if not multi_label:
-        return binomial_se(_metric(classifier, x, targets, False), len(targets))
-    scores = classifier.decision_function(x)
-    rng = np.random.default_rng(0)
-    values = []
-    for _ in range(bootstrap):
-        rows = rng.integers(0, len(targets), len(targets))
-        value = mean_average_precision(scores[rows], targets[rows]).mAP
-        if np.isfinite(value):
-            values.append(value)
-    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
-
-
-def probe_layer(features: dict, targets: dict, multi_label: bool, c_grid=C_GRID, bootstrap=100):
-    """Fit and score one layer.  ``features[split]`` (N, C) float, ``targets[split]`` (N,) int or
-    (N, K) 0/1.  Returns the layer's entry of the report (C chosen on valid, test scored once)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(features["train"])
-    x = {split: scaler.transform(features[split]) for split in SPLITS}
-    best = None
-    valid_by_c = {}
-    not_converged = 0
-    for C in c_grid:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            classifier = _classifier(C, multi_label).fit(x["train"], targets["train"])
-        not_converged += sum(issubclass(w.category, ConvergenceWarning) for w in caught)
-        valid = _metric(classifier, x["valid"], targets["valid"], multi_label)
-        valid_by_c[repr(C)] = _json_number(valid)
-        if best is None or (np.isfinite(valid) and not valid <= best[1]):
-            best = (C, valid, classifier)
-    C, valid, classifier = best
-    return {
-        "C": C,
-        "valid": _json_number(valid),
-        "valid_se": _json_number(_metric_se(classifier, x["valid"], targets["valid"], multi_label,
-                                            bootstrap)),
-        "test": _json_number(_metric(classifier, x["test"], targets["test"], multi_label)),
-        "test_se": _json_number(_metric_se(classifier, x["test"], targets["test"], multi_label,
-                                           bootstrap)),
-        "valid_by_C": valid_by_c,
-        "fits_not_converged": not_converged,
-    }
-
-
-def _json_number(value):
-    """None for NaN or infinity (strict JSON has neither), else a float."""
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def chance_levels(targets: dict, multi_label: bool) -> dict:
-    """What needs no encoder: the test share of train's most frequent class (single-label), or the
-    test mAP of constant scores, i.e. the mean class prevalence (multi-label)."""
-    if multi_label:
-        test = targets["test"]
-        present = test.sum(0) > 0
-        return {"test_mean_prevalence": _json_number(test.mean(0)[present].mean())}
-    majority = np.bincount(targets["train"]).argmax()
-    return {
-        "test_majority_class": _json_number(np.mean(targets["test"] == majority)),
-        "uniform": 1.0 / max(1, int(max(targets[s].max() for s in SPLITS)) + 1),
-    }
-
-
-# ----------------------------------------------------------------------------------------------
-# The whole probe
 
 
 def _git_commit():
@@ -426,30 +185,9 @@ def run_probe(
     }
 
 
-def gain_over_control(pretrained: dict, control: dict, which: str = "best") -> dict:
-    """Test-metric gain of ``pretrained`` over ``control`` (two probe reports, or two dicts with
-    ``test`` and ``test_se``) and whether it exceeds twice the standard error of the difference,
-    ``sqrt(se_a^2 + se_b^2)`` (the two scores treated as independent: conservative when both
-    are measured on the same clips)."""
-    a = pretrained[which] if which in pretrained else pretrained
-    b = control[which] if which in control else control
-    gain = a["test"] - b["test"]
-    se = math.sqrt(a["test_se"] ** 2 + b["test_se"] ** 2)
-    return {
-        "pretrained": a["test"], "pretrained_se": a["test_se"],
-        "control": b["test"], "control_se": b["test_se"],
-        "gain": gain, "se_of_difference": se, "exceeds_2se": bool(gain > 2 * se),
-    }
-
-
 def write_report(report: dict, path):
-    """Strict JSON (NaN or infinity raise), written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=1, allow_nan=False) + "\n"
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    """Strict JSON (NaN or infinity raise ValueError), written atomically."""
+    atomic_write_json(str(path), report)
 
 
 def plot_report(report: dict, path, title: str = ""):

@@ -27,8 +27,9 @@ stopped; a half-finished run directory is deleted and the run redone, so timings
    (``--report``).  The report's text between the ``generated`` markers is rewritten; text
    outside them (the discussion) is kept.
 
-This module is the driver (presets, commands, steps); the figure and the report are
-table1_report.py, the measured runs runs.py.
+This module is the driver (commands, steps, results.json); the rows, tasks and presets are
+table1_design.py, the probe step table1_probe.py, the figure and the report table1_report.py,
+the measured runs runs.py.
 """
 
 import os
@@ -37,7 +38,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,104 +53,22 @@ from mae_ast_plugin.experiments.runs import (
     shown,
     write_json,
 )
+from mae_ast_plugin.experiments.table1_design import (
+    PAPER,
+    PRESETS,
+    ROWS,
+    TASKS,
+    TOKENS,
+    Row,
+    Task,
+)
+from mae_ast_plugin.experiments.table1_probe import probe
+
+# table1_report reads the rows, tasks and paper numbers from here
+__all__ = ["PAPER", "PRESETS", "ROWS", "TASKS", "TOKENS", "get_parser", "main", "run_table1"]
 
 HYDRA_TRAIN = str(Path(sys.executable).parent / "fairseq-hydra-train")
 SEARCHPATH = "hydra.searchpath=[file://config/local]"  # relative: commands run from REPO
-
-
-@dataclass(frozen=True)
-class Row:
-    label: str
-    pretrain_config: str | None  # config/pretrain/<name>.yaml; None: no pretraining
-    tokens: str  # "patch" or "frame"
-
-
-ROWS = {
-    "ssast_patch": Row("SSAST Patch", "ssast_patch", "patch"),
-    "ssast_frame": Row("SSAST Frame", "ssast_frame", "frame"),
-    "mae_ast_patch": Row("MAE-AST Patch", "mae_ast_patch", "patch"),
-    "mae_ast_frame": Row("MAE-AST Frame", "mae_ast_frame", "frame"),
-    "scratch_patch": Row("No pretraining, Patch", None, "patch"),
-    "scratch_frame": Row("No pretraining, Frame", None, "frame"),
-}
-TOKENS = {  # the token shapes of config/pretrain's patch and frame configs
-    "patch": {"token_frames": 16, "token_mel_bins": 16},
-    "frame": {"token_frames": 2, "token_mel_bins": 128},
-}
-
-
-@dataclass(frozen=True)
-class Task:
-    label: str
-    paper_column: str  # the Table 1 column it stands in for
-    train_crop_s: float  # task.max_sample_len_s: random crops in training
-    eval_crop_s: float | None  # task.eval_max_sample_len_s (0: whole clips)
-
-
-TASKS = {
-    "keyword": Task("Keywords", "KS1", 1.0, None),
-    # SUPERB's SID recipe: train on crops, score whole utterances (here 1-6 s)
-    "speaker": Task("Speakers", "SID", 3.0, 0.0),
-    "events": Task("Sound events", "ESC", 2.0, None),
-}
-
-# The paper's numbers for the cells the miniature stands in for (paper.md §1.1 and §7.4):
-# MAE-AST with its 6-layer encoder (Table 1), SSAST Base (12 layers, Table 1) and SSAST's
-# from-scratch rows (SSAST paper, patch-vs-frame table).
-PAPER = {
-    "ssast_patch": {"keyword": 96.0, "speaker": 64.3, "events": 88.8},
-    "ssast_frame": {"keyword": 96.7, "speaker": 80.8, "events": 85.9},
-    "mae_ast_patch": {"keyword": 95.0, "speaker": 37.6, "events": 88.6},
-    "mae_ast_frame": {"keyword": 96.6, "speaker": 58.6, "events": 88.0},
-    "scratch_patch": {"keyword": 87.2, "speaker": 30.1, "events": 41.9},
-    "scratch_frame": {"keyword": 91.7, "speaker": 54.9, "events": 53.7},
-}
-
-
-def _arch(layers, dim, heads, decoder_layers=1):
-    return {
-        "encoder_layers": layers,
-        "encoder_embed_dim": dim,
-        "encoder_ffn_embed_dim": 4 * dim,
-        "encoder_attention_heads": heads,
-        "decoder_layers": decoder_layers,
-        "decoder_embed_dim": dim,
-    }
-
-
-PRESETS = {
-    # the test suite's: every step runs, in seconds, and measures nothing meaningful
-    "tiny": dict(
-        data=["--num-pretrain", "8", "--num-pretrain-valid", "2", "--keyword-per-class", "1",
-              "--keyword-eval-per-class", "1", "--num-speakers", "3", "--speaker-clips", "2",
-              "--speaker-eval-clips", "1", "--events-per-class", "1",
-              "--events-eval-per-class", "1"],
-        arch=_arch(layers=2, dim=32, heads=2),
-        pretrain_updates=3, pretrain_validate=2, pretrain_extra=["dataset.max_tokens=200000"],
-        finetune_updates=2, finetune_validate=1,
-        finetune_extra=["dataset.batch_size=4", "dataset.batch_size_valid=8"],
-        seeds=(1,),
-    ),
-    # 2 CPU cores, under an hour in all (docs/replication.md)
-    "small": dict(
-        data=[],
-        arch=_arch(layers=3, dim=128, heads=4),
-        pretrain_updates=2000, pretrain_validate=250, pretrain_extra=[],
-        finetune_updates=500, finetune_validate=100, finetune_extra=[],
-        seeds=(1, 2),
-    ),
-    # one GPU: five times the data, the paper's 3:1 ratio of encoder to decoder layers
-    "large": dict(
-        data=["--large"],
-        arch=_arch(layers=6, dim=384, heads=6, decoder_layers=2),
-        pretrain_updates=10000, pretrain_validate=500,
-        pretrain_extra=["common.amp=true", "dataset.num_workers=4",
-                        "lr_scheduler.warmup_updates=1000"],
-        finetune_updates=2000, finetune_validate=100,
-        finetune_extra=["common.amp=true", "dataset.num_workers=4", "dataset.batch_size=32"],
-        seeds=(1, 2, 3),
-    ),
-}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,53 +218,6 @@ def finetune(args, config, row_key: str, task_key: str, seed: int, pretrained) -
     print(f"  {row.label:<22} {task.label:<13} seed {seed}: test accuracy "
           f"{100 * metrics['value']:.1f}% ({measured['wall_s']:.0f} s)", flush=True)
     return result
-
-
-def probe_source(row_key: str, pretrained: dict):
-    """(checkpoint, random_init) whose encoder a row's probe reads: the row's own pretraining,
-    or for a no-pretraining row a pretrained checkpoint with the same tokens and encoder, at
-    fresh weights (its input BatchNorm statistics kept); None when no such checkpoint ran."""
-    if row_key in pretrained:
-        return Path(pretrained[row_key]["checkpoint"]), False
-    tokens = ROWS[row_key].tokens
-    for candidate in (f"mae_ast_{tokens}", f"ssast_{tokens}"):
-        if candidate in pretrained:
-            return Path(pretrained[candidate]["checkpoint"]), True
-    return None
-
-
-def probe(args, row_key: str, task_key: str, pretrained: dict):
-    """The row's encoder, frozen, probed on the task; returns the report's best (on valid) and
-    last layer entries, or None when the row has no encoder to probe."""
-    from mae_ast_plugin.evaluation import probe as linear_probe
-
-    source = probe_source(row_key, pretrained)
-    if source is None:
-        return None
-    out = args.out / "probe" / row_key / task_key
-    if (out / "probe.json").exists():
-        report = read_json(out / "probe.json")
-    else:
-        checkpoint, random_init = source
-        report = linear_probe.run_probe(
-            str(checkpoint), str(args.manifests / task_key), random_init=random_init, seed=1,
-            cache_dir=str(args.out / "probe_cache"), progress=False,
-        )
-        linear_probe.plot_report(report, out / "probe.png",
-                                 title=f"{ROWS[row_key].label}, {TASKS[task_key].label}")
-        linear_probe.write_report(report, out / "probe.json")  # last: marks it done
-        best, last = report["best"], report["last"]
-        print(f"  probe {ROWS[row_key].label:<22} {TASKS[task_key].label:<13} test accuracy "
-              f"{100 * best['test']:.1f}% (layer {best['layer']}), last layer "
-              f"{100 * last['test']:.1f}%", flush=True)
-    keep = ("layer", "C", "valid", "valid_se", "test", "test_se")
-    return {
-        "best": {k: report["best"][k] for k in keep},
-        "last": {k: report["last"][k] for k in keep},
-        "encoder": report["encoder"],
-        "checkpoint": report["checkpoint"],
-        "report": str(out / "probe.json"),
-    }
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Content hashes of files: the one sha256 reader behind the manifest rate cache, the fbank
-cache's integrity checks and export provenance.  Needs nothing beyond the standard library."""
+cache's integrity checks, export provenance
+and the probe's embedding cache keys.  Needs nothing beyond the standard library."""
 
 import hashlib
 

@@ -54,7 +54,6 @@ from mae_ast_plugin.experiments.runs import (
     write_json,
 )
 from mae_ast_plugin.experiments.table1_design import (
-    PAPER,
     PRESETS,
     ROWS,
     TASKS,
@@ -64,8 +63,7 @@ from mae_ast_plugin.experiments.table1_design import (
 )
 from mae_ast_plugin.experiments.table1_probe import probe
 
-# table1_report reads the rows, tasks and paper numbers from here
-__all__ = ["PAPER", "PRESETS", "ROWS", "TASKS", "TOKENS", "get_parser", "main", "run_table1"]
+__all__ = ["get_parser", "main", "run_table1"]
 
 HYDRA_TRAIN = str(Path(sys.executable).parent / "fairseq-hydra-train")
 SEARCHPATH = "hydra.searchpath=[file://config/local]"  # relative: commands run from REPO
@@ -341,7 +339,6 @@ def run_table1(argv=None) -> dict:
                          "load_1min": load.samples})
         write_json(sessions_path, sessions)
 
-    # the report reads this module's rows and tasks, so it is imported once they exist
     from mae_ast_plugin.experiments.table1_report import (
         machine_info,
         plot_losses,

@@ -27,43 +27,50 @@ clip by clip (the loader's path) and ``features.batched_fbank`` on the whole pad
     mae-ast-benchmark-data --fbank-batched --device cuda --batch-size 32
 """
 
-import datetime
 import json
 import math
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from mae_ast_plugin.bench.report import command_line, log, machine_info, write_report
+from mae_ast_plugin.bench.report import (
+    command_line,
+    log,
+    machine_info,
+    markdown_table,
+    write_report,
+)
 from mae_ast_plugin.cli import command_parser
 
 
 def generate_corpus(
-    root: Path, count: int, seconds: float, sample_rate: int, seed: int = 0
+    root: Path, count: int, seconds: float, sample_rate, seed: int = 0
 ) -> Path:
     """``count`` clips of ``seconds`` s (16-bit PCM wav: harmonic chirps in noise) and a
-    fairseq manifest ``root/train.tsv``; returns the manifest path."""
+    fairseq manifest ``root/train.tsv`` (lengths in samples at each clip's own rate); returns the
+    manifest path.  ``sample_rate`` (Hz) is one rate, or a sequence of rates that clip ``i``
+    takes in turn (``i % len``), for a corpus the loader partly resamples."""
     import numpy as np
     import soundfile
 
+    rates = tuple(sample_rate) if isinstance(sample_rate, (tuple, list)) else (sample_rate,)
     rng = np.random.default_rng(seed)
     audio = root / "audio"
     audio.mkdir(parents=True, exist_ok=True)
-    length = int(round(seconds * sample_rate))
-    t = np.arange(length) / sample_rate
     lines = [str(audio)]
     for index in range(count):
+        rate = rates[index % len(rates)]
+        length = int(round(seconds * rate))
+        t = np.arange(length) / rate
         f0 = rng.uniform(100, 800)
         sweep = f0 * (1 + rng.uniform(-0.5, 0.5) * t / max(seconds, 1e-3))
-        phase = 2 * np.pi * np.cumsum(sweep) / sample_rate
+        phase = 2 * np.pi * np.cumsum(sweep) / rate
         wave = sum(np.sin(k * phase) / k for k in (1, 2, 3)) * 0.2 + 0.02 * rng.standard_normal(
             length
         )
         name = f"clip_{index:05d}.wav"
-        soundfile.write(audio / name, wave.astype(np.float32), sample_rate, subtype="PCM_16")
+        soundfile.write(audio / name, wave.astype(np.float32), rate, subtype="PCM_16")
         lines.append(f"{name}\t{length}")
     manifest = root / "train.tsv"
     manifest.write_text("\n".join(lines) + "\n")
@@ -112,15 +119,18 @@ def measure(dataset, workers: int, batch_size: int, passes: int = 1) -> dict:
 
 
 def markdown(report) -> str:
-    lines = [
-        "| loader workers | clips | clips/s (steady) | clips/s (whole pass) | first batch (s) |",
-        "|---|---|---|---|---|",
+    """The table: one row per worker count; with ``--compare``, how many workers keep up."""
+    header = [
+        "loader workers", "clips", "clips/s (steady)", "clips/s (whole pass)", "first batch (s)",
     ]
-    for r in report["results"]:
-        lines.append(
-            f"| {r['workers']} | {r['clips']} | {r['clips_per_s']:.1f} | "
-            f"{r['clips_per_s_incl_startup']:.1f} | {r['first_batch_s']:.2f} |"
-        )
+    rows = [
+        [
+            r["workers"], r["clips"], f"{r['clips_per_s']:.1f}",
+            f"{r['clips_per_s_incl_startup']:.1f}", f"{r['first_batch_s']:.2f}",
+        ]
+        for r in report["results"]
+    ]
+    lines = markdown_table(header, rows)
     need = report.get("needed")
     if need:
         enough = need.get("workers")
@@ -211,32 +221,24 @@ def fbank_batched_main(args) -> int:
     repeats = 3 if args.tiny else 10
     per_clip = timed(lambda: [compute_fbank(c.to(device), cfg) for c in clips], repeats)
     batched = timed(lambda: batched_fbank(waves, sizes, cfg), repeats)
+    gpu = {"gpu": torch.cuda.get_device_name(0)} if device == "cuda" else {}
     report = {
-        "machine": {
-            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "load_average": os.getloadavg(),
-            **({"gpu": torch.cuda.get_device_name(0)} if device == "cuda" else {}),
-        },
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
+        "machine": machine_info(torch_threads=torch.get_num_threads(), **gpu),
+        "command": command_line(),
         "device": device,
         "batch": args.batch_size,
         "clip_seconds": args.clip_seconds,
         "per_clip_clips_per_s": len(clips) / per_clip,
         "batched_clips_per_s": len(clips) / batched,
     }
-    print("| device | batch | clip s | torchaudio per clip, clips/s | batched, clips/s | ratio |")
-    print("|---|---|---|---|---|---|")
-    print(
-        f"| {device} | {args.batch_size} | {args.clip_seconds} | "
-        f"{report['per_clip_clips_per_s']:.1f} | {report['batched_clips_per_s']:.1f} | "
-        f"{per_clip / batched:.2f}x |"
-    )
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    header = [
+        "device", "batch", "clip s", "torchaudio per clip, clips/s", "batched, clips/s", "ratio",
+    ]
+    row = [
+        device, args.batch_size, args.clip_seconds, f"{report['per_clip_clips_per_s']:.1f}",
+        f"{report['batched_clips_per_s']:.1f}", f"{per_clip / batched:.2f}x",
+    ]
+    write_report(report, "\n".join(markdown_table(header, [row])), args.out)
     return 0
 
 

@@ -55,6 +55,15 @@ def command_line() -> str:
     return " ".join([os.path.basename(sys.executable), *sys.argv])
 
 
+def markdown_table(header, rows) -> list:
+    """The lines of a markdown table: ``header`` (the column titles), its rule, then one line per
+    row of ``rows`` (each a sequence of cells, formatted already; other values go through str)."""
+    def line(cells):
+        return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+    return [line(header), "|" + "---|" * len(header), *(line(row) for row in rows)]
+
+
 def _finite(value):
     """``value`` with every NaN or infinity replaced by None (strict JSON has neither)."""
     if isinstance(value, float) and not math.isfinite(value):

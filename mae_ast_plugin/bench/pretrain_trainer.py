@@ -1,0 +1,214 @@
+"""``mae-ast-benchmark-pretrain --trainer``: what users get.  Times fairseq's own
+``Trainer.train_step`` with the real task, dataset, loader and options, configured by composing
+``config/pretrain/{model}_{tokens}.yaml`` as ``fairseq-hydra-train`` composes it, on a generated
+corpus (a third of it at 44.1 kHz, so the loader resamples), per model and variant (``eager``;
+``static``: task.static_shapes; ``compiled``: static + task.compile); and the loader's clips/s
+(its workers alone), to say which of the two limits training.
+"""
+
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from mae_ast_plugin.bench.data import generate_corpus
+from mae_ast_plugin.bench.pretrain_configs import (
+    failure_lines,
+    model_size,
+    run_all,
+    run_in_subprocess,
+)
+from mae_ast_plugin.bench.pretrain_report import machine_info, trainer_markdown
+from mae_ast_plugin.bench.report import command_line, log, write_report
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout: config/pretrain
+# Every third clip at 44.1 kHz: the loader's resampling is part of what it costs.
+TRAINER_RATES = (16000, 16000, 44100)
+
+VARIANTS = {
+    "eager": [],
+    "static": ["task.static_shapes=true"],
+    "compiled": ["task.static_shapes=true", "task.compile=true"],
+}
+
+
+def compose_fairseq_config(config_name: str, overrides):
+    """The config fairseq-hydra-train would run: the yaml composed with hydra, fairseq's
+    defaults added, interpolations resolved."""
+    from fairseq.dataclass.initialize import add_defaults, hydra_init
+    from fairseq.dataclass.utils import omegaconf_no_object_check
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    hydra_init(config_name)
+    with initialize_config_dir(config_dir=str(REPO / "config" / "pretrain"), version_base=None):
+        cfg = compose(config_name=config_name, overrides=list(overrides))
+    add_defaults(cfg)
+    with omegaconf_no_object_check():
+        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def run_trainer_config(spec: dict) -> dict:
+    """Time ``Trainer.train_step`` on batches from the real loader, and the loader alone:
+    ``spec["warmup"]`` untimed then ``spec["steps"]`` timed steps; returns step time (s, median),
+    CPU seconds per step, the step's and the loader's clips/s and the peak memory (bytes).
+    A corpus with fewer batches than needed raises ``RuntimeError``."""
+    import torch
+    from fairseq import tasks, utils
+    from fairseq.trainer import Trainer
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    cuda = spec["device"] == "cuda"
+    workdir = Path(tempfile.mkdtemp(prefix="bench_trainer_"))
+    overrides = [
+        "common.user_dir=mae_ast_plugin",
+        f"task.data={spec['data']}",
+        f"task.max_sample_len_s={spec['clip_seconds']}",
+        f"checkpoint.save_dir={workdir}",
+        "common.tensorboard_logdir=null",
+        f"common.cpu={'false' if cuda else 'true'}",
+        f"common.seed={spec['seed']}",
+        f"dataset.num_workers={spec['workers']}",
+        f"dataset.batch_size={spec['batch']}",
+        f"dataset.max_tokens={spec['batch'] * int(spec['clip_seconds'] * 16000)}",
+        "dataset.disable_validation=true",
+        "distributed_training.distributed_world_size=1",
+        f"model.encoder_layers={spec['layers']}",
+        f"model.encoder_embed_dim={spec['embed_dim']}",
+        f"model.decoder_embed_dim={spec['embed_dim']}",
+        f"model.encoder_ffn_embed_dim={spec['ffn_dim']}",
+        f"model.encoder_attention_heads={spec['heads']}",
+        f"model.decoder_layers={spec['decoder_layers']}",
+        f"task.fbank_on_device={spec['fbank_on_device']}",
+        *(["task.bf16_autocast=true"] if cuda else ["common.amp=false"]),
+        *VARIANTS[spec["variant"]],
+        *(["task.compile_mode=" + spec["compile_mode"]] if spec.get("compile_mode") else []),
+    ]
+    config_name = f"{spec['model']}_{spec['tokens']}"
+    cfg = compose_fairseq_config(config_name, overrides)
+    utils.import_user_module(cfg.common)
+    torch.manual_seed(spec["seed"])
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    trainer = Trainer(cfg, task, model, criterion)
+    epoch_itr = trainer.get_train_iterator(epoch=1, load_dataset=True)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    # The data path alone: the loader as configured (workers, fbank on device or not).
+    needed = spec["warmup"] + spec["steps"]
+    batches, clips = [], 0
+    itr = epoch_itr.next_epoch_itr(shuffle=True)
+    next(itr)  # worker start-up is not throughput
+    start = time.perf_counter()
+    for sample in itr:
+        batches.append(sample)
+        clips += len(sample["id"])
+        if len(batches) == needed:
+            break
+    loader_s = time.perf_counter() - start
+    if len(batches) < needed:
+        raise RuntimeError(f"the corpus gave {len(batches)} batches, {needed} needed")
+
+    times, cpu_times, step_clips = [], [], []
+    for i, sample in enumerate(batches):
+        sync()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        trainer.train_step([sample])
+        sync()
+        if i >= spec["warmup"]:
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
+            step_clips.append(len(sample["id"]))
+    step_s = statistics.median(times)
+    graphs = None
+    if spec["variant"] == "compiled":
+        from mae_ast_plugin.tasks.mae_ast_pretraining import compiled_graphs
+
+        graphs = compiled_graphs()
+    return {
+        **{k: spec[k] for k in ("name", "model", "tokens", "layers", "variant", "device")},
+        "batch": spec["batch"],
+        "fbank_on_device": bool(task.fbank_on_device),
+        "workers": spec["workers"],
+        "step_s": step_s,
+        "step_cpu_time_s": statistics.median(cpu_times),
+        "step_clips_per_s": statistics.mean(step_clips) / step_s,
+        "loader_clips_per_s": clips / loader_s,
+        "compiled_graphs": graphs,
+        "peak_memory_bytes": torch.cuda.max_memory_allocated() if cuda
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def trainer_main(args, device: str) -> int:
+    """The ``--trainer`` mode of the command: every (tokens, layers, variant, model) of ``args``
+    in its own process, the table on stdout, the JSON report in ``--out``; returns the exit
+    status (1 when a configuration failed)."""
+    size = model_size(args)
+    cuda = device == "cuda"
+    batch = args.batch_size or (2 if args.tiny else 32 if cuda else 8)
+    steps = args.steps or (1 if args.tiny else 20 if cuda else 3)
+    warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 5 if cuda else 2)
+    layers = args.layers or ([2] if args.tiny else [12])
+    workers = args.workers if args.workers is not None else (0 if args.tiny else 6)
+    data = Path(args.data_dir or tempfile.mkdtemp(prefix="bench_corpus_"))
+    # one epoch must hold warm-up and timed steps plus the batch that starts the workers
+    clips = batch * (warmup + steps + 2)
+    if not (data / "train.tsv").is_file():
+        log(f"writing {clips} clips of {size['clip_seconds']} s to {data}")
+        generate_corpus(data, clips, size["clip_seconds"], TRAINER_RATES, seed=args.seed)
+    specs = []
+    for tokens in args.tokens:
+        for depth in layers:
+            for variant in args.variants:
+                for model in args.models:
+                    specs.append(
+                        {
+                            "name": f"{model}-{tokens}-{depth}L-{variant}",
+                            "model": model,
+                            "tokens": tokens,
+                            "layers": depth,
+                            "variant": variant,
+                            "batch": batch,
+                            "device": device,
+                            "steps": steps,
+                            "warmup": warmup,
+                            "workers": workers,
+                            "data": str(data),
+                            "fbank_on_device": args.fbank_on_device,
+                            "compile_mode": args.compile_mode,
+                            "seed": args.seed,
+                            "threads": args.threads,
+                            "kind": "trainer",
+                            **size,
+                        }
+                    )
+    report = {
+        "machine": machine_info(device),
+        "command": command_line(),
+        "settings": {
+            "mode": "trainer: fairseq Trainer.train_step, real task, loader and options",
+            "device": device,
+            "batch": batch,
+            "steps": steps,
+            "warmup": warmup,
+            "workers": workers,
+            "fbank_on_device": args.fbank_on_device,
+            "variants": {v: VARIANTS[v] for v in args.variants},
+            **size,
+        },
+    }
+    report["results"], report["failed"] = run_all(specs, run_in_subprocess)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    write_report(report, trainer_markdown(report) + failure_lines(report["failed"]), args.out)
+    return 1 if report["failed"] else 0
+

@@ -112,6 +112,7 @@ def existing_dir(path: str, what: str) -> str:
 
 
 def existing_file(path: str, what: str) -> str:
+    """``path`` made absolute, or a :class:`PrepError` saying which file is missing."""
     if not os.path.isfile(path):
         raise PrepError(f"{what} {path} not found")
     return os.path.abspath(path)

@@ -81,6 +81,7 @@ def write_split(
 
 
 def write_labels_csv(directory: str, classes: Sequence[ClassInfo]) -> None:
+    """Write ``{directory}/labels.csv`` (see :func:`labels_csv_text`)."""
     atomic_write_text(os.path.join(directory, LABELS_CSV), labels_csv_text(classes))
 
 

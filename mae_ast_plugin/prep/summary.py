@@ -34,9 +34,11 @@ class PrepSummary:
             self.examples[problem].append(example)
 
     def note(self, text: str) -> None:
+        """Add a line printed after the counts (e.g. classes without a held-out clip)."""
         self.notes.append(text)
 
     def add_split(self, name: str, clips: Sequence[Clip], class_names=None) -> None:
+        """Record a written split; with ``class_names``, its clips are also counted per class."""
         per_class = None
         if class_names is not None:
             self.class_names = list(class_names)

@@ -26,10 +26,10 @@ import datetime
 import logging
 import os
 import sys
-import tempfile
 
 import torch
 
+from .atomic_io import atomic_target
 from .hashing import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -312,16 +312,8 @@ def export_authors(checkpoint: str, out_path: str, max_token_length=AUTHORS_MAX_
         "extra_state": state.get("extra_state"),
         "last_optimizer_state": None,
     }
-    directory = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
-    os.close(handle)
-    try:
+    with atomic_target(out_path) as temporary:
         torch.save(exported, temporary)
-        os.replace(temporary, out_path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
     return exported
 
 

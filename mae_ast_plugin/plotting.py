@@ -1,11 +1,12 @@
 """Pictures of a pretraining run: loss curves from the fairseq log, and masked reconstructions."""
 
 import json
-import os
 import re
 
 import numpy as np
 import torch
+
+from .atomic_io import atomic_target
 
 _LOG_LINE = re.compile(r"\[(train_inner|train|valid)\]\[INFO\] - (\{.*\})\s*$")
 
@@ -33,10 +34,9 @@ def read_training_log(path: str) -> dict[str, list[dict]]:
 
 
 def _save(fig, out_path: str):
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    tmp = out_path + ".tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, out_path)
+    with atomic_target(out_path) as temporary:
+        # format given: the temporary name's extension is not .png
+        fig.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
 
 
 BASELINE = "loss_recon_mean_baseline"

@@ -17,10 +17,10 @@ Loading needs only torch, safetensors and this package's ``modules``, ``features
 import dataclasses
 import json
 import os
-import tempfile
 
 import torch
 
+from .atomic_io import atomic_target, atomic_write_text
 from .features import FbankConfig
 
 CONFIG_NAME = "config.json"
@@ -120,17 +120,6 @@ def load_folder(folder: str, device="cpu"):
     return network.to(device).eval(), features, config
 
 
-def _atomic_write(path: str, write):
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def save_folder(
     folder: str,
     network: torch.nn.Module,
@@ -162,13 +151,6 @@ def save_folder(
     # safetensors stores each tensor once and refuses views of shared storage: copy them
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in network.state_dict().items()}
     os.makedirs(folder, exist_ok=True)
-    _atomic_write(
-        os.path.join(folder, WEIGHTS_NAME),
-        lambda tmp: save_file(state, tmp, metadata={"format": "pt"}),
-    )
-    _atomic_write(os.path.join(folder, CONFIG_NAME), lambda tmp: _write_text(tmp, text))
-
-
-def _write_text(path: str, text: str):
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    with atomic_target(os.path.join(folder, WEIGHTS_NAME)) as temporary:
+        save_file(state, temporary, metadata={"format": "pt"})
+    atomic_write_text(os.path.join(folder, CONFIG_NAME), text)

@@ -1,5 +1,6 @@
 """Tests for dataset preparation (``mae-ast-prepare``: mae_ast_plugin/prep/<dataset>.py) and its
-shared helpers (mae_ast_plugin/prep/common.py), on tiny fake datasets in the real layouts."""
+shared helpers (common, audio, splits, manifests, summary in mae_ast_plugin/prep/), on tiny
+fake datasets in the real layouts."""
 
 import csv
 import importlib
@@ -505,12 +506,12 @@ def test_iemocap_folds(tmp_path, capsys):
 
 
 def test_prep_common_helpers(tmp_path):
-    from mae_ast_plugin.prep import common as pu
+    from mae_ast_plugin.prep import common, manifests, splits
 
-    rng = pu.split_rng(0, 1)
+    rng = splits.split_rng(0, 1)
 
     def holdout(items, fraction):
-        kept, held, too_rare = pu.grouped_stratified_holdout(items, fraction, rng, lambda x: x)
+        kept, held, too_rare = splits.grouped_stratified_holdout(items, fraction, rng, lambda x: x)
         assert too_rare == []
         return kept, held
 
@@ -522,19 +523,20 @@ def test_prep_common_helpers(tmp_path):
         holdout([1, 2], 1.0)
 
     clips = [
-        pu.Clip(str(tmp_path / "a" / "x.wav"), 5, (0, 2)),
-        pu.Clip(str(tmp_path / "y.wav"), 7, (1,)),
+        common.Clip(str(tmp_path / "a" / "x.wav"), 5, (0, 2)),
+        common.Clip(str(tmp_path / "y.wav"), 7, (1,)),
     ]
-    pu.write_split(str(tmp_path / "out"), "train", str(tmp_path), clips, num_classes=3)
+    manifests.write_split(str(tmp_path / "out"), "train", str(tmp_path), clips, num_classes=3)
     assert (tmp_path / "out" / "train.tsv").read_text() == f"{tmp_path}\na/x.wav\t5\ny.wav\t7\n"
     assert (tmp_path / "out" / "train.lbl").read_text() == "0,2\n1\n"
     assert sorted(os.listdir(tmp_path / "out")) == ["train.lbl", "train.tsv"]  # no temp files
     with pytest.raises(PrepError, match="invalid class indices"):
-        pu.render_split(str(tmp_path), clips, num_classes=2)
+        manifests.render_split(str(tmp_path), clips, num_classes=2)
     with pytest.raises(PrepError, match="not under the manifest root"):
-        pu.render_split(str(tmp_path / "a"), clips)
+        manifests.render_split(str(tmp_path / "a"), clips)
 
-    pu.write_labels_csv(str(tmp_path / "out"), [pu.ClassInfo("/m/1", 'Say "hi", twice')])
+    classes = [common.ClassInfo("/m/1", 'Say "hi", twice')]
+    manifests.write_labels_csv(str(tmp_path / "out"), classes)
     text = (tmp_path / "out" / "labels.csv").read_text()
     assert text == 'index,mid,display_name\n0,/m/1,"Say ""hi"", twice"\n'
     assert read_labels_csv(tmp_path / "out") == [("/m/1", 'Say "hi", twice')]
@@ -543,7 +545,7 @@ def test_prep_common_helpers(tmp_path):
 def test_grouped_stratified_holdout_keeps_groups_and_covers_classes():
     """Multi-label items in groups: no group on both sides, every class of kept in held out
     (about its share), and a class found in one group only is kept and reported."""
-    from mae_ast_plugin.prep.common import grouped_stratified_holdout, split_rng
+    from mae_ast_plugin.prep.splits import grouped_stratified_holdout, split_rng
 
     rng = np.random.default_rng(5)
     items = []  # (group, labels)

@@ -11,7 +11,8 @@ import math
 import os
 import platform
 import sys
-import tempfile
+
+from mae_ast_plugin.atomic_io import atomic_write_text
 
 
 def log(message):
@@ -82,9 +83,4 @@ def write_report(report: dict, table: str, out=None):
     print(table)
     if not out:
         return
-    directory = os.path.dirname(os.path.abspath(out))
-    os.makedirs(directory, exist_ok=True)
-    text = json.dumps(_finite(report), indent=2, allow_nan=False) + "\n"
-    with tempfile.NamedTemporaryFile("w", dir=directory, suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, out)
+    atomic_write_text(out, json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")

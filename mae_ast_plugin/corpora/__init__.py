@@ -1,7 +1,7 @@
 """Synthetic, deterministic corpora made on this machine (pip-only: espeak-ng comes from PyPI).
 
 - speech_synth: espeak-ng speech through ctypes, resampled to 16 kHz (standalone);
-- dsp: noise, mixing at an SNR, 16-bit PCM;
+- dsp: noise, mixing at an SNR, fades, 16-bit PCM;
 - build: what both builders share (per-clip seeds, parallel rendering, manifests, corpus.json);
 - speech_clips: the speech parts (vocabulary, voices, planners, rendering a speech clip);
 - sound_events: the synthetic sound events of the Table 1 miniature;

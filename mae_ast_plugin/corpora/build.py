@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mae_ast_plugin.atomic_io import atomic_open, atomic_write_text
 from mae_ast_plugin.corpora import dsp
 from mae_ast_plugin.corpora import speech_synth as ss
-from mae_ast_plugin.prep.common import Clip, atomic_write_text, write_split
+from mae_ast_plugin.prep.common import Clip
+from mae_ast_plugin.prep.manifests import write_labels_csv, write_split
 
 SAMPLE_RATE = 16000  # Hz, mono, 16-bit PCM: the rate the paper's front end expects
 SPLITS_LABELLED = ("train", "valid", "test")
@@ -41,31 +43,14 @@ def draw_snr(rng, args):
     return round(float(rng.uniform(args.min_snr, args.max_snr)), 2)
 
 
-def fade(audio, n):
-    """Linear fade-in and fade-out of ``n`` samples (at most half the clip), in place."""
-    n = min(n, len(audio) // 2)
-    if n > 0:
-        ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
-        audio[:n] *= ramp
-        audio[-n:] *= ramp[::-1]
-    return audio
-
-
 def write_wav_atomic(path, pcm, sample_rate):
-    """16-bit mono wav via a temporary file + os.replace (the stdlib writer
-    has no timestamps or other varying header fields, so bytes are reproducible)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with wave.open(str(tmp), "wb") as f:
-            f.setnchannels(1)
-            f.setsampwidth(2)
-            f.setframerate(sample_rate)
-            f.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """16-bit mono wav, written atomically (the stdlib writer has no timestamps or other
+    varying header fields, so the bytes are reproducible)."""
+    with atomic_open(str(path)) as handle, wave.open(handle, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sample_rate)
+        f.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
 
 
 def write_pcm(audio, out_root, spec):
@@ -99,8 +84,8 @@ def render_all(render, specs, out_root, workers):
 
 
 def write_manifest(manifest_dir, split, clips, frames, audio_root, with_labels):
-    """The split's manifest (and labels) through prep.common, plus a ``.meta.jsonl`` row per clip
-    (text, voice, noise...) that the tests use to check the split rules."""
+    """The split's manifest (and labels) through prep.manifests, plus a ``.meta.jsonl`` row per
+    clip (text, voice, noise...) that the tests use to check the split rules."""
     rows = [
         Clip(
             str(Path(audio_root) / c["path"]),
@@ -117,6 +102,36 @@ def write_manifest(manifest_dir, split, clips, frames, audio_root, with_labels):
         for c in clips
     )
     atomic_write_text(str(Path(manifest_dir) / f"{split}.meta.jsonl"), meta)
+
+
+def render_parts(render, parts, classes, out_root, manifest_dir, workers, flat_pretrain=False):
+    """Render and write a planned corpus; returns ``(frames, removed, record)``.
+
+    ``parts`` maps a part ("pretrain", unlabelled, or a task) to ``{split: [spec]}``; every
+    clip is rendered by ``render`` (see :func:`render_all`) under ``out_root``, and each
+    split's manifest written in ``manifest_dir/part`` (the pretraining ones in ``manifest_dir``
+    itself with ``flat_pretrain``, the demo's layout), with ``labels.csv`` from ``classes``
+    ({task: [ClassInfo]}).  Wavs of an earlier build that no part lists are deleted (``removed``:
+    how many).  ``frames`` maps each path to its samples; ``record`` holds the corpus.json
+    fields every corpus has (seconds of audio per part and split, number of clips)."""
+    specs = [clip for plans in parts.values() for clips in plans.values() for clip in clips]
+    frames = render_all(render, specs, str(out_root), workers)
+    for part, plans in parts.items():
+        labelled = part != "pretrain"
+        directory = manifest_dir if not labelled and flat_pretrain else manifest_dir / part
+        for split, clips in plans.items():
+            write_manifest(directory, split, clips, frames, str(out_root), with_labels=labelled)
+    for task, infos in classes.items():
+        write_labels_csv(str(manifest_dir / task), infos)
+    removed = remove_stale_audio(out_root, set(frames), tuple(parts))
+    record = {
+        "durations_s": {
+            part: {split: seconds_of(clips, frames) for split, clips in plans.items()}
+            for part, plans in parts.items()
+        },
+        "total_clips": len(specs),
+    }
+    return frames, removed, record
 
 
 def remove_stale_audio(out_root, keep, parts):

@@ -40,10 +40,7 @@ from mae_ast_plugin.corpora.build import (
     SPLITS_LABELLED,
     build_corpus,
     clip_rng,
-    remove_stale_audio,
-    render_all,
-    seconds_of,
-    write_manifest,
+    render_parts,
 )
 from mae_ast_plugin.corpora.speech_clips import (
     ENGLISH_VOICES,
@@ -55,7 +52,7 @@ from mae_ast_plugin.corpora.speech_clips import (
     render_speech,
     speaker_classes,
 )
-from mae_ast_plugin.prep.common import ClassInfo, write_labels_csv
+from mae_ast_plugin.prep.common import ClassInfo
 
 FORMAT_VERSION = 1  # bump when the generated audio changes for the same parameters
 SIZE_OPTIONS = (
@@ -111,6 +108,12 @@ def get_parser():
         "--force", action="store_true", help="rebuild even if an identical corpus exists"
     )
     return parser
+
+
+def main(argv=None):
+    """Run ``mae-ast-make-demo-corpus``; returns the exit status."""
+    build(get_parser().parse_args(argv))
+    return 0
 
 
 def _check_args(args):
@@ -205,23 +208,17 @@ def _make(args, variants, out_root, manifest_dir):
     pretrain = plan_pretrain(args, variants)
     keyword = plan_keyword(args, "keyword", identity_picker(args.seed, variants))
     speakers, speaker = plan_speakers(args, variants)
-    all_specs = [
-        c for plans in (pretrain, keyword, speaker) for clips in plans.values() for c in clips
-    ]
-    frames = render_all(render_speech, all_specs, str(out_root), args.workers)
-
-    audio_root = str(out_root)
-    for split, clips in pretrain.items():
-        write_manifest(manifest_dir, split, clips, frames, audio_root, with_labels=False)
-    for task, plans in (("keyword", keyword), ("speaker", speaker)):
-        for split, clips in plans.items():
-            write_manifest(manifest_dir / task, split, clips, frames, audio_root, with_labels=True)
     classes = keyword_classes()
-    write_labels_csv(str(manifest_dir / "keyword"), [ClassInfo(c, c) for c in classes])
-    write_labels_csv(str(manifest_dir / "speaker"), speaker_classes(speakers))
-    removed = remove_stale_audio(out_root, set(frames), ("pretrain", "keyword", "speaker"))
-
-    record = {
+    frames, removed, record = render_parts(
+        render_speech,
+        {"pretrain": pretrain, "keyword": keyword, "speaker": speaker},
+        {"keyword": [ClassInfo(c, c) for c in classes], "speaker": speaker_classes(speakers)},
+        out_root,
+        manifest_dir,
+        args.workers,
+        flat_pretrain=True,
+    )
+    record.update({
         "generator": "mae-ast-make-demo-corpus",
         "counts": {
             "pretrain": {s: len(c) for s, c in pretrain.items()},
@@ -235,19 +232,9 @@ def _make(args, variants, out_root, manifest_dir):
             ),
             "speaker": dict({s: len(c) for s, c in speaker.items()}, num_speakers=len(speakers)),
         },
-        "durations_s": {
-            part: {s: seconds_of(c, frames) for s, c in plans.items()}
-            for part, plans in (("pretrain", pretrain), ("keyword", keyword), ("speaker", speaker))
-        },
-        "total_clips": len(all_specs),
         "total_duration_s": round(sum(frames.values()) / SAMPLE_RATE, 2),
-    }
+    })
     return record, removed
-
-
-def main(argv=None):
-    build(get_parser().parse_args(argv))
-    return 0
 
 
 if __name__ == "__main__":

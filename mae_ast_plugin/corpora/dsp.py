@@ -1,5 +1,5 @@
 """Signal helpers of the synthetic corpora (numpy only, deterministic): coloured and ambient
-noise, mixing at a signal-to-noise ratio, 16-bit PCM.
+noise, mixing at a signal-to-noise ratio, fades, 16-bit PCM.
 
 Noise functions take an explicit ``numpy.random.Generator`` and never touch a global RNG.
 """
@@ -20,6 +20,16 @@ def fit_length(
         noise = np.tile(noise, -(-length // len(noise)) + 1)
     start = int(rng.integers(0, len(noise) - length + 1))
     return noise[start : start + length]
+
+
+def fade(audio, n):
+    """Linear fade-in and fade-out of ``n`` samples (at most half the clip), in place."""
+    n = min(n, len(audio) // 2)
+    if n > 0:
+        ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+        audio[:n] *= ramp
+        audio[-n:] *= ramp[::-1]
+    return audio
 
 
 def rms(x: np.ndarray) -> float:

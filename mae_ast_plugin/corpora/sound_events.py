@@ -12,7 +12,6 @@ from mae_ast_plugin.corpora.build import (
     SPLITS_LABELLED,
     clip_rng,
     draw_snr,
-    fade,
     write_pcm,
 )
 
@@ -143,7 +142,7 @@ def synth_event(params, seconds):
     else:
         raise ValueError(f"unknown event class {name!r}")
     x = np.asarray(x, dtype=np.float64)
-    x = fade(x.astype(np.float32), int(0.01 * SAMPLE_RATE))
+    x = dsp.fade(x.astype(np.float32), int(0.01 * SAMPLE_RATE))
     peak = float(np.max(np.abs(x)))
     return x / peak if peak > 0 else x
 

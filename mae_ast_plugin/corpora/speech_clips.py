@@ -16,7 +16,6 @@ from mae_ast_plugin.corpora.build import (
     SPLITS_LABELLED,
     clip_rng,
     draw_snr,
-    fade,
     write_pcm,
 )
 from mae_ast_plugin.prep.common import ClassInfo
@@ -275,7 +274,7 @@ def _place(speech, layout, rng):
         length = int(round(layout["fixed_s"] * sr))
         if len(speech) > length:
             start = (len(speech) - length) // 2
-            speech = fade(speech[start : start + length].copy(), int(0.01 * sr))
+            speech = dsp.fade(speech[start : start + length].copy(), int(0.01 * sr))
         slack = length - len(speech)
         jitter = int(min(slack // 2, 0.1 * sr))
         offset = slack // 2 + (int(rng.integers(-jitter, jitter + 1)) if jitter else 0)
@@ -285,7 +284,7 @@ def _place(speech, layout, rng):
         min_len, max_len = int(layout["min_s"] * sr), int(layout["max_s"] * sr)
         length = int(np.clip(lead + len(speech) + tail, min_len, max_len))
         if lead + len(speech) > length:  # too long: keep the start, fade the cut
-            speech = fade(speech[: max(0, length - lead)].copy(), int(0.01 * sr))
+            speech = dsp.fade(speech[: max(0, length - lead)].copy(), int(0.01 * sr))
         # centre the speech in any padding added to reach min_s
         offset = lead + max(0, (length - (lead + len(speech) + tail)) // 2)
     canvas = np.zeros(length, dtype=np.float32)

@@ -26,6 +26,14 @@ library for every call and unloads it afterwards (about 5 ms of overhead).
 Consequence: do not use this module in a process where something else
 (e.g. phonemizer) also drives the same libespeak-ng file - the reload can
 then not reset its state, and the espeak_Terminate here would disturb it.
+
+Why one file over ~400 lines: it is one concept, deterministic speech at the rate asked for,
+and the standalone property rules out a split.  Its parts are the ctypes binding (the struct,
+the callback, the per-call reload that makes output reproducible), the voice tables, and the
+resampler and trimmer that :func:`synthesize` applies to espeak-ng's 22050 Hz output.  The
+resampler would fit dsp.py, but importing dsp.py (or any other module of the package) from here
+would break loading this file by path; and a synthesizer that returned 22050 Hz audio would
+change the API every caller and test relies on.
 """
 
 import ctypes

@@ -2,7 +2,7 @@
 deterministic, synthetic, pip-only.
 
 Four datasets, written as the plugin's manifests (``{split}.tsv``, ``{split}.lbl``,
-``labels.csv`` through prep.common, plus a ``{split}.meta.jsonl`` per split describing every
+``labels.csv`` through prep.manifests, plus a ``{split}.meta.jsonl`` per split describing every
 clip) under ``--manifests`` (default ``manifests/local``), with 16 kHz wavs under ``--out``
 (default ``data/local``):
 
@@ -50,10 +50,7 @@ from mae_ast_plugin.corpora.build import (
     SPLITS_LABELLED,
     build_corpus,
     clip_rng,
-    remove_stale_audio,
-    render_all,
-    seconds_of,
-    write_manifest,
+    render_parts,
 )
 from mae_ast_plugin.corpora.sound_events import (
     EVENT_CLASSES,
@@ -72,7 +69,7 @@ from mae_ast_plugin.corpora.speech_clips import (
     speaker_classes,
 )
 from mae_ast_plugin.corpora.speech_clips import plan_pretrain as plan_speech_pretrain
-from mae_ast_plugin.prep.common import ClassInfo, write_labels_csv
+from mae_ast_plugin.prep.common import ClassInfo
 
 FORMAT_VERSION = 1  # bump when the audio changes for the same parameters
 TASKS = ("keyword", "speaker", "events")
@@ -81,33 +78,24 @@ TASKS = ("keyword", "speaker", "events")
 KEYWORD_VALID_VARIANTS = 0.15
 KEYWORD_TEST_VARIANTS = 0.2
 
-PRESETS = {
-    # 2 CPU cores: builds in a few minutes
-    "small": dict(
-        num_pretrain=2400,
-        num_pretrain_valid=100,
-        keyword_per_class=40,
-        keyword_eval_per_class=20,
-        num_speakers=16,
-        speaker_clips=16,
-        speaker_eval_clips=8,
-        events_per_class=40,
-        events_eval_per_class=20,
-    ),
-    # a GPU: about five times the data
-    "large": dict(
-        num_pretrain=8000,
-        num_pretrain_valid=400,
-        keyword_per_class=200,
-        keyword_eval_per_class=60,
-        num_speakers=40,
-        speaker_clips=40,
-        speaker_eval_clips=15,
-        events_per_class=200,
-        events_eval_per_class=60,
-    ),
+# size option: (preset "small", for 2 CPU cores: builds in a few minutes;
+#               preset "large", for a GPU: about five times the data)
+PRESET_SIZES = {
+    "num_pretrain": (2400, 8000),
+    "num_pretrain_valid": (100, 400),
+    "keyword_per_class": (40, 200),
+    "keyword_eval_per_class": (20, 60),
+    "num_speakers": (16, 40),
+    "speaker_clips": (16, 40),
+    "speaker_eval_clips": (8, 15),
+    "events_per_class": (40, 200),
+    "events_eval_per_class": (20, 60),
 }
-SIZE_OPTIONS = tuple(PRESETS["small"])
+PRESETS = {
+    preset: {name: sizes[column] for name, sizes in PRESET_SIZES.items()}
+    for column, preset in enumerate(("small", "large"))
+}
+SIZE_OPTIONS = tuple(PRESET_SIZES)
 
 
 # --------------------------------------------------------------------------
@@ -154,6 +142,12 @@ def get_parser():
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
     return parser
+
+
+def main(argv=None):
+    """Run ``mae-ast-make-table1-corpus``; returns the exit status."""
+    build(get_parser().parse_args(argv))
+    return 0
 
 
 def resolve_sizes(args):
@@ -292,24 +286,10 @@ def _make(args, variants, out_root, manifest_dir):
         "speaker": speaker,
         "events": plan_events(args),
     }
-    all_specs = [clip for plans in parts.values() for clips in plans.values() for clip in clips]
-    frames = render_all(render_clip, all_specs, str(out_root), args.workers)
-
-    for part, plans in parts.items():
-        for split, clips in plans.items():
-            write_manifest(
-                manifest_dir / part,
-                split,
-                clips,
-                frames,
-                str(out_root),
-                with_labels=part != "pretrain",
-            )
-    for task, classes in class_lists(speakers).items():
-        write_labels_csv(str(manifest_dir / task), classes)
-    removed = remove_stale_audio(out_root, set(frames), ("pretrain", *TASKS))
-
-    record = {
+    _, removed, record = render_parts(
+        render_clip, parts, class_lists(speakers), out_root, manifest_dir, args.workers
+    )
+    record.update({
         "generator": "mae-ast-make-table1-corpus",
         "variants": {s: [str(v) for v in vs] for s, vs in variants_of_split.items()},
         "counts": {
@@ -319,20 +299,10 @@ def _make(args, variants, out_root, manifest_dir):
             )
             for part, plans in parts.items()
         },
-        "durations_s": {
-            part: {split: seconds_of(clips, frames) for split, clips in plans.items()}
-            for part, plans in parts.items()
-        },
-        "total_clips": len(all_specs),
         "build_seconds": round(time.time() - started, 1),
         "built": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
+    })
     return record, removed
-
-
-def main(argv=None):
-    build(get_parser().parse_args(argv))
-    return 0
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from dataclasses import fields
 
 import numpy as np
 
+from ..atomic_io import atomic_open, atomic_save_npy, atomic_write_json
 from ..features import AudioError, FbankConfig, compute_fbank, load_audio, num_frames
 from ..hashing import file_sha256
 from .manifest import Manifest, read_manifest
@@ -64,21 +65,6 @@ def features_dict(features: FbankConfig) -> dict:
 
 
 
-def _write_atomic(path: str, write: Callable) -> None:
-    """Write under a temporary name, flush to disk, rename: ``path`` is whole or absent."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: str, obj: dict) -> None:
-    _write_atomic(
-        path,
-        lambda handle: handle.write(json.dumps(obj, indent=1, allow_nan=False).encode("utf-8")),
-    )
 
 
 class ManifestLines:
@@ -156,9 +142,10 @@ def _build_shard(job) -> dict:
             index[k]["frames"], index[k]["crc32"] = fbank.shape[0], zlib.crc32(buffer)
             rows += fbank.shape[0]
 
-    _write_atomic(os.path.join(cache_dir, name + ".fbank"), write_data)
+    with atomic_open(os.path.join(cache_dir, name + ".fbank")) as handle:
+        write_data(handle)
     index_path = os.path.join(cache_dir, name + ".index.npy")
-    _write_atomic(index_path, lambda handle: np.save(handle, index))
+    atomic_save_npy(index_path, index)
     meta = dict(
         expected,
         num_clips=len(entries),
@@ -167,7 +154,7 @@ def _build_shard(job) -> dict:
         index_sha256=file_sha256(index_path),
         errors=errors,
     )
-    _write_json(os.path.join(cache_dir, name + ".json"), meta)
+    atomic_write_json(os.path.join(cache_dir, name + ".json"), meta)
     return meta
 
 
@@ -249,7 +236,7 @@ def build_split(
             if os.path.exists(path):
                 os.remove(path)
         shard += 1
-    _write_json(split_path, split_meta)
+    atomic_write_json(split_path, split_meta)
     return split_meta
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..prep.common import atomic_write_json
+from ..atomic_io import atomic_write_json
 from . import evaluate
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout: config/finetune holds the recipes

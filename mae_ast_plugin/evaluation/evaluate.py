@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic_io import atomic_target, atomic_write_json
 from ..data.labelled_dataset import LabelError
 from ..data.manifest import ManifestError
 from ..features import AudioError
-from ..prep.common import atomic_target, atomic_write_json
 from ..tools.predict import (
     benchmark_of,
     class_probabilities,

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..prep.common import atomic_write_json
+from ..atomic_io import atomic_write_json
 from .probe_classifier import (
     C_GRID,
     MAX_ITER,

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic_io import atomic_open
 from ..hashing import file_sha256
-from ..prep.common import atomic_target
 
 SPLITS = ("train", "valid", "test")
 # Bumped when the embeddings change for the same checkpoint and manifest (cache key).
@@ -176,7 +176,7 @@ def cached_embeddings(encoder, manifest, cache_dir, key_parts: dict, batch_size=
             return embeddings, "hit"
     embeddings = clip_embeddings(encoder, manifest, batch_size, progress)
     if path is not None:
-        with atomic_target(str(path)) as temporary, open(temporary, "wb") as handle:
+        with atomic_open(str(path)) as handle:
             # a file object: np.savez would add ".npz" to a temporary name
             np.savez(handle, embeddings=embeddings, key=json.dumps(key, sort_keys=True))
     return embeddings, "miss"

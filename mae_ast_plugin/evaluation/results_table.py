@@ -18,7 +18,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..prep.common import atomic_write_text
+from ..atomic_io import atomic_write_text
 
 COLUMNS = ["AS", "ESC", "KS2", "KS1", "SID", "ER"]
 

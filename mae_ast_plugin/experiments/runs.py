@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from mae_ast_plugin.atomic_io import atomic_write_json
+
 REPO = Path(__file__).resolve().parents[2]  # the checkout: configs, data, outputs and docs
 
 
@@ -26,11 +28,8 @@ def shown(path) -> str:
 
 
 def write_json(path: Path, content):
-    """Atomically, so that a result file exists only when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(content, indent=1) + "\n")
-    os.replace(temporary, path)
+    """Atomically and strict (``atomic_io``), so that a result file exists only when complete."""
+    atomic_write_json(str(path), content)
 
 
 def read_json(path: Path):

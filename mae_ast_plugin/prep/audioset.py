@@ -33,22 +33,11 @@ Example (from the repository root):
 import csv
 import os
 
-from .common import (
-    LABELS_HEADER,
-    ClassInfo,
-    Entry,
-    PrepError,
-    PrepSummary,
-    existing_dir,
-    existing_file,
-    find_audio_files,
-    grouped_stratified_holdout,
-    make_parser,
-    measure_clips,
-    note_classes_not_held_out,
-    split_rng,
-    write_outputs,
-)
+from .audio import find_audio_files, measure_clips
+from .common import ClassInfo, Entry, PrepError, existing_dir, existing_file, make_parser
+from .manifests import LABELS_HEADER, write_outputs
+from .splits import grouped_stratified_holdout, note_classes_not_held_out, split_rng
+from .summary import PrepSummary
 
 BALANCED = "balanced_train_segments.csv"
 UNBALANCED = "unbalanced_train_segments.csv"

@@ -22,20 +22,11 @@ Example (from the repository root):
 import csv
 import os
 
-from .common import (
-    ClassInfo,
-    Entry,
-    PrepError,
-    PrepSummary,
-    existing_dir,
-    existing_file,
-    grouped_stratified_holdout,
-    make_parser,
-    measure_clips,
-    note_classes_not_held_out,
-    split_rng,
-    write_outputs,
-)
+from .audio import measure_clips
+from .common import ClassInfo, Entry, PrepError, existing_dir, existing_file, make_parser
+from .manifests import write_outputs
+from .splits import grouped_stratified_holdout, note_classes_not_held_out, split_rng
+from .summary import PrepSummary
 
 # The official categories in target order (ESC-50's meta/esc50.csv); fixed by the dataset.
 CATEGORIES = (

@@ -21,19 +21,11 @@ import os
 import re
 from collections import Counter
 
-from .common import (
-    ClassInfo,
-    Entry,
-    PrepError,
-    PrepSummary,
-    existing_dir,
-    grouped_stratified_holdout,
-    make_parser,
-    measure_clips,
-    note_classes_not_held_out,
-    split_rng,
-    write_outputs,
-)
+from .audio import measure_clips
+from .common import ClassInfo, Entry, PrepError, existing_dir, make_parser
+from .manifests import write_outputs
+from .splits import grouped_stratified_holdout, note_classes_not_held_out, split_rng
+from .summary import PrepSummary
 
 NUM_SESSIONS = 5
 CLASSES = ("neu", "hap", "ang", "sad")

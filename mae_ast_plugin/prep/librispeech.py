@@ -12,16 +12,10 @@ Example (from the repository root):
 
 import os
 
-from .common import (
-    Entry,
-    PrepError,
-    PrepSummary,
-    existing_dir,
-    find_audio_files,
-    make_parser,
-    measure_clips,
-    write_outputs,
-)
+from .audio import find_audio_files, measure_clips
+from .common import Entry, PrepError, existing_dir, make_parser
+from .manifests import write_outputs
+from .summary import PrepSummary
 
 TRAIN_SUBSETS = ("train-clean-100", "train-clean-360", "train-other-500")
 VALID_SUBSETS = ("dev-clean",)

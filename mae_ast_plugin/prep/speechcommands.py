@@ -37,20 +37,12 @@ from collections import Counter
 import numpy as np
 import soundfile
 
-from .common import (
-    ClassInfo,
-    Entry,
-    PrepError,
-    PrepSummary,
-    atomic_write_audio,
-    existing_dir,
-    existing_file,
-    find_audio_files,
-    make_parser,
-    measure_clips,
-    split_rng,
-    write_outputs,
-)
+from ..atomic_io import atomic_write_audio
+from .audio import find_audio_files, measure_clips
+from .common import ClassInfo, Entry, PrepError, existing_dir, existing_file, make_parser
+from .manifests import write_outputs
+from .splits import split_rng
+from .summary import PrepSummary
 
 SPLITS = ("train", "valid", "test")
 NOISE_DIR = "_background_noise_"

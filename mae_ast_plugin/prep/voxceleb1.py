@@ -14,17 +14,10 @@ Example (from the repository root):
 
 import os
 
-from .common import (
-    ClassInfo,
-    Entry,
-    PrepError,
-    PrepSummary,
-    existing_dir,
-    existing_file,
-    make_parser,
-    measure_clips,
-    write_outputs,
-)
+from .audio import measure_clips
+from .common import ClassInfo, Entry, PrepError, existing_dir, existing_file, make_parser
+from .manifests import write_outputs
+from .summary import PrepSummary
 
 SPLIT_CODES = {"1": "train", "2": "valid", "3": "test"}
 

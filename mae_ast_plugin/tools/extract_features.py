@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from mae_ast_plugin import load_encoder
+from mae_ast_plugin.atomic_io import atomic_save_npy, atomic_write_text
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.data.manifest import read_manifest
 from mae_ast_plugin.features import AudioError, load_audio, num_frames
@@ -43,19 +44,6 @@ def get_parser():
         "--skip-invalid", action="store_true", help="log and count unreadable clips"
     )
     return parser
-
-
-def atomic_save(path: str, array: np.ndarray):
-    tmp = path + ".tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: str, text: str):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def check_settings(out_dir: str, settings: dict):
@@ -130,7 +118,7 @@ def main(argv=None):
         out = encoder.extract_features(waves, encoder.features.sample_rate, layer=layer)
         for i, row in enumerate(rows):
             tokens = out.last_hidden_state[i][~out.padding_mask[i]].float().cpu().numpy()
-            atomic_save(npy_path(row), tokens.mean(0) if args.pooling == "mean" else tokens)
+            atomic_save_npy(npy_path(row), tokens.mean(0) if args.pooling == "mean" else tokens)
 
     lines = ["row\taudio\tfeatures\tshape"]
     for row in range(len(manifest)):

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 # package (the error text must name a remedy the printing tool offers).
 SKIP_ADVICE = (
     "skip such lines: task.skip_invalid=true for fairseq-hydra-train, --skip-invalid for "
-    "mae-ast-evaluate and scripts/extract_features.py"
+    "mae-ast-evaluate and mae-ast-extract-features"
 )
 
 
@@ -59,7 +59,7 @@ def read_manifest(path: str, skip_invalid: bool = False, min_samples: int = 0) -
     are dropped and counted (the ``min_sample_size`` filter)."""
     if not os.path.isfile(path):
         raise ManifestError(
-            f"manifest {path} not found: create it with a prep script (see scripts/) or point "
+            f"manifest {path} not found: create it with a prep script (mae-ast-prepare) or point "
             "task.data at the directory that holds {split}.tsv"
         )
     with open(path, encoding="utf-8") as handle:

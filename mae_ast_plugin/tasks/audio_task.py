@@ -56,7 +56,7 @@ class AudioTaskConfig(FairseqDataclass):
     fbank_cache: Optional[str] = field(
         default=None,
         metadata={
-            "help": "directory of precomputed filterbanks (scripts/precompute_fbank.py): read "
+            "help": "directory of precomputed filterbanks (mae-ast-precompute-fbank): read "
             "the features from it instead of decoding the audio; the same values and crops"
         },
     )

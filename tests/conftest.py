@@ -106,6 +106,41 @@ def hydra_train(config_name: str, overrides, config_dir="config/pretrain", check
     return proc
 
 
+def tiny_pretraining(root: Path, config_name: str) -> Path:
+    """A tiny model pretrained 3 updates with config/pretrain/CONFIG_NAME.yaml on 8 clips of
+    0.5-1.5 s under ``root``; returns its checkpoint_last.pt."""
+    corpus = write_corpus(root / "corpus", {"train": 8, "valid": 2}, min_s=0.5, max_s=1.5)
+    hydra_train(
+        config_name,
+        [
+            f"task.data={corpus}",
+            f"hydra.run.dir={root / 'run'}",
+            "optimization.max_update=3",
+            "dataset.max_tokens=400000",
+            "dataset.num_workers=0",
+            "dataset.required_batch_size_multiple=1",
+            "common.amp=false",
+            *TINY_MODEL,
+        ],
+    )
+    return root / "run" / "checkpoints" / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tmp_path_factory):
+    """``tiny_pretrained(config_name)``: the checkpoint of ``tiny_pretraining`` with that config,
+    trained on first use and then shared by every module of the session (each run is an
+    interpreter start with torch and fairseq plus training: seconds)."""
+    made = {}
+
+    def get(config_name: str) -> Path:
+        if config_name not in made:
+            made[config_name] = tiny_pretraining(tmp_path_factory.mktemp(config_name), config_name)
+        return made[config_name]
+
+    return get
+
+
 # The fine-tuning tests' shared runs (finetune_helpers.py); fixtures live here so that every
 # test module gets them without importing fixture names.
 @pytest.fixture(scope="session")

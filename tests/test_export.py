@@ -4,7 +4,9 @@ safetensors folder read in a process where fairseq cannot be imported.
 Checkpoints: ours (a tiny patch and a tiny frame model from fairseq-hydra-train, a fine-tuned
 classifier) and the authors' fixtures (tests/fixtures/authors-mae-ast)."""
 
+import contextlib
 import dataclasses
+import io
 import json
 import subprocess
 import sys
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY_MODEL, hydra_train, write_corpus
+from conftest import REPO
 from finetune_helpers import (
     checkpoint_of,
     pretrained_checkpoint,
@@ -23,6 +25,7 @@ from finetune_helpers import (
 
 from mae_ast_plugin import load_encoder
 from mae_ast_plugin.export import NotExportableError, authors_cfg
+from mae_ast_plugin.export import main as export_main
 from mae_ast_plugin.features import FbankConfig
 
 FIXTURES = REPO / "tests" / "fixtures" / "authors-mae-ast"
@@ -35,10 +38,24 @@ ALIGNED = (5360, 13040, 20720)
 UNALIGNED = (7001, 16000, 23456)
 
 
-def export(*args):
+def export_script(*args) -> subprocess.CompletedProcess:
+    """The installed ``mae-ast-export`` console script, in its own process."""
     return subprocess.run(
         [EXPORT, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=300
     )
+
+
+def export(*args) -> subprocess.CompletedProcess:
+    """``mae-ast-export ARGS`` as the console script's ``main`` in this process, its exit status
+    and output as ``export_script`` returns them: an interpreter start with torch and fairseq
+    costs seconds per call, and these tests are about the files written.  The script itself runs
+    in test_authors_format_refuses_options_it_lacks and
+    test_folder_with_unknown_encoder_field_is_refused."""
+    argv = [str(arg) for arg in args]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = export_main(argv)
+    return subprocess.CompletedProcess([EXPORT, *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 def clip(samples: int, seed: int) -> torch.Tensor:
@@ -48,38 +65,12 @@ def clip(samples: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(wave.astype(np.float32))
 
 
-def tiny_pretraining(root: Path, config_name: str) -> Path:
-    """A tiny model pretrained 3 updates with config/pretrain/CONFIG_NAME.yaml."""
-    corpus = write_corpus(root / "corpus", {"train": 8, "valid": 2}, min_s=0.5, max_s=1.5)
-    hydra_train(
-        config_name,
-        [
-            f"task.data={corpus}",
-            f"hydra.run.dir={root / 'run'}",
-            "optimization.max_update=3",
-            "dataset.max_tokens=400000",
-            "dataset.num_workers=0",
-            "dataset.required_batch_size_multiple=1",
-            "common.amp=false",
-            *TINY_MODEL,
-        ],
-    )
-    return root / "run" / "checkpoints" / "checkpoint_last.pt"
-
-
 @pytest.fixture(scope="module")
-def checkpoints(base, tmp_path_factory):
-    made = {}
-
-    def ours(config_name):
-        if config_name not in made:
-            made[config_name] = tiny_pretraining(tmp_path_factory.mktemp(config_name), config_name)
-        return made[config_name]
-
+def checkpoints(base, tiny_pretrained):
     return {
         "ours_patch": pretrained_checkpoint(base),
-        "ours_frame": lambda: ours("mae_ast_frame"),
-        "ours_ssast": lambda: ours("ssast_patch"),
+        "ours_frame": lambda: tiny_pretrained("mae_ast_frame"),
+        "ours_ssast": lambda: tiny_pretrained("ssast_patch"),
         "authors_patch": FIXTURES / "authors_patch_checkpoint.pt",
         "authors_frame": FIXTURES / "authors_frame_checkpoint.pt",
     }
@@ -192,7 +183,9 @@ def test_authors_format_refuses_options_it_lacks(runs, checkpoints, tmp_path):
     proc = export(checkpoint_of(runs, "esc50"), tmp_path / "x.pt", "--format", "authors")
     assert proc.returncode == 2
     assert "model._name=mae_ast_classifier is a fine-tuned classifier" in proc.stderr
-    proc = export(checkpoint(checkpoints, "ours_ssast"), tmp_path / "x.pt", "--format", "authors")
+    proc = export_script(
+        checkpoint(checkpoints, "ours_ssast"), tmp_path / "x.pt", "--format", "authors"
+    )
     assert proc.returncode == 2 and "model._name=ssast is the SSAST baseline" in proc.stderr
     assert not (tmp_path / "x.pt").exists()
 
@@ -325,8 +318,11 @@ def test_folder_with_unknown_encoder_field_is_refused(checkpoints, tmp_path):
     from mae_ast_plugin.pretrained import FolderFormatError
 
     folder = tmp_path / "model"
-    exported = export(checkpoint(checkpoints, "authors_frame"), folder, "--format", "safetensors")
-    assert exported.returncode == 0
+    exported = export_script(
+        checkpoint(checkpoints, "authors_frame"), folder, "--format", "safetensors"
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout.startswith(f"wrote {folder}/: mae_ast encoder")
     config = json.loads((folder / "config.json").read_text())
     config["encoder"]["rotary_positions"] = True
     (folder / "config.json").write_text(json.dumps(config))

@@ -1,5 +1,11 @@
+"""mae-ast-extract-features: mean-pooled and per-token encoder features, resuming, and bad
+clips."""
+
+import contextlib
+import io
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,24 +14,41 @@ from conftest import REPO, console_script, write_corpus
 from mae_ast_plugin import load_encoder
 from mae_ast_plugin.data.manifest import read_manifest
 from mae_ast_plugin.features import load_audio
+from mae_ast_plugin.tools.extract_features import main as extract_main
 
 CHECKPOINT = REPO / "tests" / "fixtures" / "authors-mae-ast" / "authors_frame_checkpoint.pt"
 
 
-def extract(*args):
+def command(*args) -> list:
+    return [str(CHECKPOINT), *map(str, args), "--device", "cpu"]
+
+
+def extract_script(*args) -> subprocess.CompletedProcess:
+    """The installed console script, in its own process."""
     return subprocess.run(
-        [
-            console_script("mae-ast-extract-features"),
-            str(CHECKPOINT),
-            *map(str, args),
-            "--device",
-            "cpu",
-        ],
+        [console_script("mae-ast-extract-features"), *command(*args)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def extract(*args) -> subprocess.CompletedProcess:
+    """The command's ``main`` in this process, with the exit status and output the script
+    would give (a ``SystemExit`` message goes to stderr with status 1, as the interpreter does):
+    each interpreter start with torch and fairseq costs seconds.  test_token_features_and_bad_clip
+    runs the script itself."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = extract_main(command(*args))
+        except SystemExit as exit_:
+            code = exit_.code
+            if isinstance(code, str):
+                print(code, file=sys.stderr)
+                code = 1
+    return subprocess.CompletedProcess(args, code or 0, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +84,7 @@ def test_token_features_and_bad_clip(corpus, tmp_path):
     tsv = tmp_path / "with_bad.tsv"
     tsv.write_text((corpus / "clips.tsv").read_text() + "missing.wav\t16000\n")
     out = tmp_path / "tok"
-    failed = extract(tsv, out, "--pooling", "tokens")
+    failed = extract_script(tsv, out, "--pooling", "tokens")
     assert failed.returncode != 0 and f"{tsv}:7" in failed.stderr and "missing.wav" in failed.stderr
     proc = extract(tsv, out, "--pooling", "tokens", "--skip-invalid")
     assert proc.returncode == 0 and "1 skipped" in proc.stdout

@@ -71,21 +71,30 @@ def test_checkpoint_loads_with_fairseq(patch_run):
     assert out["x"].shape == (1, 12 * 8, 32)
 
 
-def test_resume_from_checkpoint_last(tiny_corpus, tmp_path):
+def test_resume_from_checkpoint_last(patch_run, tiny_corpus, tmp_path):
+    """The 3-update run, copied (the other tests read it) and relaunched with a later
+    max_update, continues from its checkpoint_last.pt."""
+    import shutil
+
     run_dir = tmp_path / "resume"
-    short_run(tiny_corpus, run_dir, 2)
-    proc = short_run(tiny_corpus, run_dir, 4)
-    assert "Loaded checkpoint" in proc.stdout and "@ 2 updates" in proc.stdout
-    assert [int(r["num_updates"]) for r in records(proc.stdout, "train_inner")] == [3, 4]
+    shutil.copytree(patch_run[0], run_dir)
+    proc = short_run(tiny_corpus, run_dir, 5)
+    assert "Loaded checkpoint" in proc.stdout and "@ 3 updates" in proc.stdout
+    assert [int(r["num_updates"]) for r in records(proc.stdout, "train_inner")] == [4, 5]
     state = torch.load(run_dir / "checkpoints" / "checkpoint_last.pt", weights_only=False)
-    assert state["optimizer_history"][-1]["num_updates"] == 4
+    assert state["optimizer_history"][-1]["num_updates"] == 5
 
 
 @pytest.mark.parametrize("config", ["mae_ast_frame", "demo"])
-def test_other_configs_compose_and_train(tiny_corpus, tmp_path, config):
-    proc = short_run(tiny_corpus, tmp_path / config, 2, config=config)
-    assert len(records(proc.stdout, "train_inner")) == 2
-    state = torch.load(tmp_path / config / "checkpoints" / "checkpoint_last.pt", weights_only=False)
+def test_other_configs_compose_and_train(tiny_corpus, tiny_pretrained, tmp_path, config):
+    if config == "mae_ast_frame":  # the session's 3-update run, which test_export exports
+        checkpoint, updates = tiny_pretrained(config), 3
+    else:
+        proc = short_run(tiny_corpus, tmp_path / config, 2, config=config)
+        assert len(records(proc.stdout, "train_inner")) == 2
+        checkpoint, updates = tmp_path / config / "checkpoints" / "checkpoint_last.pt", 2
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["optimizer_history"][-1]["num_updates"] == updates
     expected_tokens = (2, 128) if config == "mae_ast_frame" else (16, 16)
     assert (
         state["cfg"]["model"]["token_frames"],

@@ -3,7 +3,7 @@ config/pretrain/ssast_{patch,frame}.yaml through fairseq-hydra-train."""
 
 import pytest
 import torch
-from conftest import TINY_ARCH, TINY_MODEL, hydra_train
+from conftest import TINY_ARCH
 
 import mae_ast_plugin  # noqa: F401  (registers the models)
 from mae_ast_plugin.models.mae_ast import MaeAstConfig, MaeAstModel
@@ -120,23 +120,12 @@ def test_remove_pretraining_modules_keeps_feature_extraction():
 
 
 @pytest.mark.parametrize("config_name,token_frames", [("ssast_patch", 16), ("ssast_frame", 2)])
-def test_hydra_train_ssast_config_and_reload(tiny_corpus, tmp_path, config_name, token_frames):
+def test_hydra_train_ssast_config_and_reload(tiny_pretrained, config_name, token_frames):
+    """fairseq-hydra-train with the SSAST config (conftest.tiny_pretrained: a run shared with
+    the export tests), then fairseq's own loader."""
     from fairseq import checkpoint_utils
 
-    run_dir = tmp_path / config_name
-    hydra_train(
-        config_name,
-        [
-            f"task.data={tiny_corpus}",
-            *TINY_MODEL,
-            "optimization.max_update=2",
-            "dataset.max_tokens=200000",
-            "dataset.num_workers=0",
-            "common.amp=false",
-            f"hydra.run.dir={run_dir}",
-        ],
-    )
-    checkpoint = run_dir / "checkpoints" / "checkpoint_last.pt"
+    checkpoint = tiny_pretrained(config_name)
     assert checkpoint.is_file()
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)])
     model = models[0]

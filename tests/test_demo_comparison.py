@@ -37,8 +37,7 @@ def test_probe_stage_and_timing(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "OUT", tmp_path / "out")
     monkeypatch.setattr(demo, "MANIFESTS", manifests)
     with demo.stage("probes"):
-        probed = demo.probe_keyword(CHECKPOINT, random_init=False)
-        control = demo.probe_keyword(CHECKPOINT, random_init=True)
+        probed, control = demo.probe_keyword(CHECKPOINT)
     assert demo.STAGE_TIMES["probes"] > 0
     assert (tmp_path / "out" / "probe_pretrained" / "probe.json").is_file()
     assert (tmp_path / "out" / "probe_random_init" / "probe.png").is_file()

@@ -4,8 +4,8 @@
 2. pretrains a small MAE-AST on it with fairseq-hydra-train (config/pretrain/demo.yaml),
 3. plots the loss curves and a masked reconstruction of a held-out clip,
 4. probes the frozen pretrained encoder and the same architecture at random initialisation
-   (mae-ast-probe: a linear classifier per layer on mean-pooled features) on the keyword task,
-   whose valid and test voices are absent from its train split,
+   (mae-ast-probe: a linear classifier per layer on mean-pooled features; the two side by side)
+   on the keyword task, whose valid and test voices are absent from its train split,
 5. fine-tunes on the keyword task twice with the same budget, from the pretrained checkpoint
    and from scratch (config/finetune/demo_keyword.yaml), the two runs side by side with one
    core each, and scores both on the test split,
@@ -147,16 +147,31 @@ def comparison_lines(title: str, pretrained: dict, control: dict, control_name: 
     ]
 
 
-def probe_keyword(checkpoint: Path, random_init: bool) -> dict:
-    """Frozen-encoder probe of the keyword task (mae-ast-probe); returns the best layer's entry
-    (chosen on valid) with the report's chosen layer."""
-    from mae_ast_plugin.evaluation.probe import probe_to_dir
-
-    out = OUT / ("probe_random_init" if random_init else "probe_pretrained")
-    args = [str(checkpoint), str(MANIFESTS / "keyword"), "--out-dir", str(out),
-            "--cache-dir", str(OUT / "probe_cache"), "--seed", "1"]
-    report = probe_to_dir(args + (["--random-init"] if random_init else []))
-    return dict(report["best"], out=out)
+def probe_keyword(checkpoint: Path) -> tuple:
+    """Frozen-encoder probes of the keyword task (``mae-ast-probe``): of ``checkpoint``'s encoder
+    and of the same architecture at random initialisation (seed 1), the two commands side by side
+    with one core each.  Returns the two reports' best-layer entries (chosen on valid), each with
+    the ``out`` directory of its probe.json and probe.png."""
+    script = Path(sys.executable).parent / "mae-ast-probe"
+    common = [script, checkpoint, MANIFESTS / "keyword", "--cache-dir", OUT / "probe_cache",
+              "--seed", "1", "--no-progress"]
+    outs = {False: OUT / "probe_pretrained", True: OUT / "probe_random_init"}
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+               OPENBLAS_NUM_THREADS=threads, PYTHONWARNINGS="ignore")
+    procs = {}
+    for random_init, out in outs.items():
+        cmd = [str(c) for c in [*common, "--out-dir", out]] + (["--random-init"] * random_init)
+        print("+ " + " ".join(cmd), flush=True)
+        procs[random_init] = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                              stderr=subprocess.STDOUT, text=True)
+    for proc in procs.values():
+        output = proc.communicate()[0]
+        print(output, end="", flush=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"mae-ast-probe failed (exit {proc.returncode}); output above")
+    reports = {key: json.loads((out / "probe.json").read_text()) for key, out in outs.items()}
+    return tuple(dict(reports[key]["best"], out=outs[key]) for key in (False, True))
 
 
 def finetune_keyword(runs: dict) -> dict:
@@ -228,8 +243,7 @@ def main(argv=None):
         run([sys.executable, "-m", "mae_ast_plugin.tools.plot_reconstruction", checkpoint, audio,
              "--out", OUT / "reconstruction.png"])
     with stage("probes"):
-        probed = probe_keyword(checkpoint, random_init=False)
-        control = probe_keyword(checkpoint, random_init=True)
+        probed, control = probe_keyword(checkpoint)
 
     valid = records["valid"]
     first, last = valid[0]["valid_loss"], valid[-1]["valid_loss"]

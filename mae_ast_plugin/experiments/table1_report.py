@@ -76,6 +76,16 @@ def machine_info() -> dict:
 
 
 
+def accuracy_caption(seeds) -> str:
+    """What the accuracy cells are: a mean and spread over seeds, or one seed's score."""
+    if len(seeds) > 1:
+        return ("Test accuracy (%), mean ± sample standard deviation over fine-tuning seeds "
+                f"{', '.join(map(str, seeds))}; each pretraining ran once.")
+    return (f"Test accuracy (%) of one fine-tuning run (seed {seeds[0]}); each pretraining ran "
+            "once.  With one seed, the standard errors below hold the test set's sampling "
+            "error only, not the spread between fine-tuning runs.")
+
+
 def pct(cell):
     if cell["n"] > 1:
         return f"{100 * cell['mean']:.1f} ± {100 * cell['std']:.1f}"
@@ -251,12 +261,12 @@ def generated_report(results) -> str:
         f"average during the run: mean {np.mean(loads):.1f}, max {np.max(loads):.1f} "
         f"({len(loads)} samples; this experiment alone keeps it near {run['own_load']}).",
         "",
-        "Test accuracy (%), mean ± sample standard deviation over fine-tuning seeds "
-        f"{', '.join(map(str, results['seeds']))}; each pretraining ran once.  Pretraining cost "
+        accuracy_caption(results["seeds"]) + "  Pretraining cost "
         "is the training process's CPU time (user + system, start-up and validation included; "
-        "with one thread per run it hardly depends on what else the machine runs, unlike the "
-        "wall time), fairseq's time per training step (`train_wall` summed over the run, per "
-        "update: model and optimizer only, no data loading) and peak RSS (in brackets: "
+        "less sensitive than the wall time to other work on the machine, but not immune to it: "
+        "processes that share cores and caches run slower), fairseq's time per training step "
+        "(`train_wall` summed over the run, per update: model and optimizer only, no data "
+        "loading) and peak RSS (in brackets: "
         f"above the {results['baseline_rss_mb']:.0f} MB of an interpreter that only imports "
         "torch, fairseq and the plugin).",
         "",

@@ -259,3 +259,14 @@ def test_benchmark_is_deterministic(tmp_path):
             assert corpus_command.main(args) == 0
         digests.append(_digests(tmp_path / name))
     assert digests[0] == digests[1] and len(digests[0]) > 100
+
+
+def test_report_says_when_no_session_was_recorded():
+    """A run whose sessions were all interrupted has no recorded time: the report says so
+    instead of printing 0.0 min or nan."""
+    from mae_ast_plugin.experiments.table1_report import run_time
+
+    assert run_time({"sessions": [], "total_wall_s": 0}).startswith("run time not recorded")
+    sessions = [{"wall_s": 60.0}, {"wall_s": 30.0}]
+    assert run_time({"sessions": sessions, "total_wall_s": 90.0}) == (
+        "total run time 1.5 min over 2 session(s)")

@@ -76,6 +76,15 @@ def machine_info() -> dict:
 
 
 
+def run_time(run) -> str:
+    """The run's recorded wall time, or that none was recorded: a session is recorded when it
+    ends normally, so the time of one that was interrupted (killed) is missing."""
+    if not run["sessions"]:
+        return "run time not recorded (no session of this run ended normally)"
+    return (f"total run time {run['total_wall_s'] / 60:.1f} min over {len(run['sessions'])} "
+            "session(s)")
+
+
 def accuracy_caption(seeds) -> str:
     """What the accuracy cells are: a mean and spread over seeds, or one seed's score."""
     if len(seeds) > 1:
@@ -247,19 +256,20 @@ def generated_report(results) -> str:
     run, machine, corpus = results["run"], results["machine"], results["corpus"]
     config, pre = results["config"], results["pretraining"]
     counts = corpus["counts"]
-    loads = run["load_1min"] or [float("nan")]  # nan: no session of this run was recorded
+    loads = run["load_1min"]
     arch = config["arch"]
     lines = [
         BEGIN_MARK,
-        f"Preset `{run['preset']}`; finished {run['finished']}; total run time "
-        f"{run['total_wall_s'] / 60:.1f} min over {len(run['sessions'])} session(s) "
+        f"Preset `{run['preset']}`; finished {run['finished']}; {run_time(run)} "
         f"(data {run['data_s']:.0f} s as measured when built).",
         "",
         f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores "
         f"({machine['cores']} online), {machine['memory_gib']} GiB RAM; Python "
         f"{machine['python']}, torch {machine['torch']}, {machine['platform']}.  1-minute load "
-        f"average during the run: mean {np.mean(loads):.1f}, max {np.max(loads):.1f} "
-        f"({len(loads)} samples; this experiment alone keeps it near {run['own_load']}).",
+        "average during the run: " + (
+            f"mean {np.mean(loads):.1f}, max {np.max(loads):.1f} ({len(loads)} samples; "
+            if loads else "not recorded (") + f"this experiment alone keeps it near "
+        f"{run['own_load']}).",
         "",
         accuracy_caption(results["seeds"]) + "  Pretraining cost "
         "is the training process's CPU time (user + system, start-up and validation included; "

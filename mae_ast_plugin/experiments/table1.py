@@ -355,7 +355,8 @@ def run_table1(argv=None) -> dict:
         "command": ["mae-ast-table1",
                     *(argv if argv is not None else sys.argv[1:])],
         "data_command": data_command,
-        "finished": sessions[-1]["end"] if sessions else now_iso(),
+        # with no recorded session (all interrupted), the last result's own time
+        "finished": sessions[-1]["end"] if sessions else max(finished),
         "sessions": sessions,
         "total_wall_s": sum(s["wall_s"] for s in sessions),
         "data_s": corpus["build_seconds"],

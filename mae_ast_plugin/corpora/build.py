@@ -27,6 +27,22 @@ SAMPLE_RATE = 16000  # Hz, mono, 16-bit PCM: the rate the paper's front end expe
 SPLITS_LABELLED = ("train", "valid", "test")
 
 
+def add_build_options(parser, min_snr: float, max_snr: float):
+    """The options every corpus builder shares: the SNR range in dB of the noise mixed into each
+    clip (``draw_snr``), the rendering processes and ``--force``."""
+    parser.add_argument("--min-snr", type=float, default=min_snr, help="lowest SNR in dB")
+    parser.add_argument("--max-snr", type=float, default=max_snr, help="highest SNR in dB")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="parallel rendering processes (does not change the output)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild even if an identical corpus exists"
+    )
+
+
 def _key(part):
     # Stable across runs and Python versions (unlike hash()).
     return part if isinstance(part, int) else zlib.crc32(str(part).encode("utf-8"))

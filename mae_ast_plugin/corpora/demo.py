@@ -31,13 +31,13 @@ Examples (from the repository root)::
     mae-ast-make-demo-corpus --num-pretrain 100 --seed 3 --force
 """
 
-import os
 import sys
 
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.corpora.build import (
     SAMPLE_RATE,
     SPLITS_LABELLED,
+    add_build_options,
     build_corpus,
     clip_rng,
     render_parts,
@@ -96,17 +96,7 @@ def get_parser():
         default=4,
         help="speaker-id valid clips and test clips per speaker (each)",
     )
-    parser.add_argument("--min-snr", type=float, default=5.0, help="lowest SNR in dB")
-    parser.add_argument("--max-snr", type=float, default=25.0, help="highest SNR in dB")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=min(2, os.cpu_count() or 1),
-        help="parallel rendering processes (does not change the output)",
-    )
-    parser.add_argument(
-        "--force", action="store_true", help="rebuild even if an identical corpus exists"
-    )
+    add_build_options(parser, min_snr=5.0, max_snr=25.0)
     return parser
 
 

@@ -41,13 +41,13 @@ Examples::
 
 import argparse
 import datetime
-import os
 import sys
 import time
 
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.corpora.build import (
     SPLITS_LABELLED,
+    add_build_options,
     build_corpus,
     clip_rng,
     render_parts,
@@ -132,15 +132,7 @@ def get_parser():
             default=None,
             help=f"{help_of[name]} (default: from the preset)",
         )
-    parser.add_argument("--min-snr", type=float, default=0.0, help="lowest SNR in dB")
-    parser.add_argument("--max-snr", type=float, default=20.0, help="highest SNR in dB")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=min(2, os.cpu_count() or 1),
-        help="speech rendering processes (does not change the output)",
-    )
-    parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    add_build_options(parser, min_snr=0.0, max_snr=20.0)
     return parser
 
 

@@ -12,6 +12,13 @@ import os
 from contextlib import contextmanager
 
 
+def _file_mode() -> int:
+    """The mode ``open`` gives a new file: 0o666 less the process's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_target(path: str):
     """Yield a temporary path in ``path``'s directory (created if missing); when the block ends
@@ -22,6 +29,8 @@ def atomic_target(path: str):
     temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
         yield temporary
+        # writers that create the file themselves (safetensors' save_file) may make it private
+        os.chmod(temporary, _file_mode())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

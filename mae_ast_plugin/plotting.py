@@ -1,12 +1,17 @@
 """Pictures of a pretraining run: loss curves from the fairseq log, and masked reconstructions."""
 
 import json
+import logging
 import re
 
 import numpy as np
 import torch
 
 from .atomic_io import atomic_target
+
+# importing fairseq sets the root logger to DEBUG (wav2vec2_classification calls
+# logging.basicConfig(level=DEBUG)), which makes matplotlib print its font search line by line
+logging.getLogger("matplotlib").setLevel(logging.WARNING)
 
 _LOG_LINE = re.compile(r"\[(train_inner|train|valid)\]\[INFO\] - (\{.*\})\s*$")
 

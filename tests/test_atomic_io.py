@@ -51,3 +51,19 @@ def test_files_honour_the_umask(tmp_path):
     finally:
         os.umask(previous)
     assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_file_the_writer_made_private_gets_the_usual_mode(tmp_path):
+    """safetensors' save_file creates its file 0o600; the result must be readable like any
+    file ``open`` creates (0o666 less the umask), or an exported folder cannot be shared."""
+    import os
+
+    from mae_ast_plugin.atomic_io import atomic_target
+
+    target = tmp_path / "model.safetensors"
+    with atomic_target(str(target)) as temporary:
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT, 0o600))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+

@@ -14,7 +14,8 @@
    pretraining's gain exceeds twice the standard error of the difference, and the wall time of
    each stage.
 
-Re-running continues finished or interrupted runs from their checkpoints.  It runs from the
+Re-running skips the training runs that finished with the same command (``finished.json`` in
+the run directory) and continues interrupted ones from their checkpoints.  It runs from the
 repository checkout (the configs and outputs live there).
 
 Examples::
@@ -32,10 +33,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from mae_ast_plugin.atomic_io import atomic_write_json
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.experiments.runs import REPO
 
 OUT = Path("outputs/demo")
+FINISHED = "finished.json"  # in a run directory: the command that completed it
 MANIFESTS = Path("manifests/demo")
 PRETRAIN_DIR = OUT / "pretrain"
 
@@ -87,23 +90,32 @@ def hydra_train_together(runs, threads=None):
             f"hydra.run.dir={run_dir}",
             *overrides,
         ]
-        print("+ " + " ".join(str(c) for c in cmd), flush=True)
+        cmd = [str(c) for c in cmd]
+        # fairseq resumed from a finished run's checkpoint_last trains one more update (and a
+        # fine-tuning run one more epoch), so a finished run is skipped, not resumed
+        marker = Path(run_dir) / FINISHED
+        if marker.is_file() and json.loads(marker.read_text()).get("command") == cmd:
+            print(f"  {run_dir}: finished by an earlier run of the same command, skipped",
+                  flush=True)
+            continue
+        print("+ " + " ".join(cmd), flush=True)
         proc = subprocess.Popen(
-            [str(c) for c in cmd], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=env,
+            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )
         prefix = f"[{Path(run_dir).name}] " if len(runs) > 1 else ""
         tail = []
         reader = threading.Thread(target=_echo_summaries, args=(proc, prefix, tail), daemon=True)
         reader.start()
-        jobs.append((run_dir, proc, reader, tail))
+        jobs.append((run_dir, cmd, proc, reader, tail))
     failed = []
-    for run_dir, proc, reader, tail in jobs:
+    for run_dir, cmd, proc, reader, tail in jobs:
         proc.wait()
         reader.join()
         if proc.returncode != 0:
             sys.stdout.write("".join(tail))
             failed.append(f"{run_dir}/hydra_train.log (exit {proc.returncode})")
+        else:
+            atomic_write_json(str(Path(run_dir) / FINISHED), {"command": cmd})
     if failed:
         raise SystemExit("training failed; log: " + ", ".join(failed))
 

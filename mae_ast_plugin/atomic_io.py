@@ -8,6 +8,7 @@ when writing fails.  JSON is strict: NaN or infinity is an error, never a non-st
 """
 
 import json
+import math
 import os
 from contextlib import contextmanager
 
@@ -53,6 +54,19 @@ def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` as UTF-8, line ends as given (no ``\\r\\n`` translation)."""
     with atomic_open(path) as handle:
         handle.write(text.encode("utf-8"))
+
+
+def nan_to_null(value):
+    """``value`` with every float NaN or infinity, at any depth of dicts, lists and tuples,
+    replaced by None: for results where a measurement could not be made (a diverged loss), so
+    that strict JSON writes null instead of failing."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: nan_to_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [nan_to_null(item) for item in value]
+    return value
 
 
 def atomic_write_json(path: str, content) -> None:

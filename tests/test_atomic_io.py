@@ -67,3 +67,14 @@ def test_a_file_the_writer_made_private_gets_the_usual_mode(tmp_path):
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
 
+
+
+def test_table1_results_with_a_nan_are_written_as_strict_json(tmp_path):
+    """A diverged run's NaN loss is null in its result file, not a crash of the experiment."""
+    import json
+
+    from mae_ast_plugin.experiments.runs import write_json
+
+    write_json(tmp_path / "result.json", {"valid_loss": float("nan"), "runs": [1.0, float("inf")]})
+    assert json.loads((tmp_path / "result.json").read_text()) == {
+        "valid_loss": None, "runs": [1.0, None]}

@@ -7,12 +7,11 @@ Numbers without the machine, the load and the command are not comparable, so eve
 
 import datetime
 import json
-import math
 import os
 import platform
 import sys
 
-from mae_ast_plugin.atomic_io import atomic_write_text
+from mae_ast_plugin.atomic_io import atomic_write_text, nan_to_null
 
 
 def log(message):
@@ -65,17 +64,6 @@ def markdown_table(header, rows) -> list:
     return [line(header), "|" + "---|" * len(header), *(line(row) for row in rows)]
 
 
-def _finite(value):
-    """``value`` with every NaN or infinity replaced by None (strict JSON has neither)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
 def write_report(report: dict, table: str, out=None):
     """Print ``table`` (markdown) on stdout and, with ``out``, write ``report`` there as strict
     JSON (a measurement that could not be made, NaN, is written as null), atomically: a temporary
@@ -83,4 +71,4 @@ def write_report(report: dict, table: str, out=None):
     print(table)
     if not out:
         return
-    atomic_write_text(out, json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out, json.dumps(nan_to_null(report), indent=2, allow_nan=False) + "\n")

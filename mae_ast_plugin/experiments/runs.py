@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from mae_ast_plugin.atomic_io import atomic_write_json
+from mae_ast_plugin.atomic_io import atomic_write_json, nan_to_null
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout: configs, data, outputs and docs
 
@@ -28,8 +28,9 @@ def shown(path) -> str:
 
 
 def write_json(path: Path, content):
-    """Atomically and strict (``atomic_io``), so that a result file exists only when complete."""
-    atomic_write_json(str(path), content)
+    """Atomically and strict (``atomic_io``), so that a result file exists only when complete;
+    a measurement that could not be made (NaN) is written as null."""
+    atomic_write_json(str(path), nan_to_null(content))
 
 
 def read_json(path: Path):

@@ -80,10 +80,11 @@ def features_config(cfg) -> FbankConfig:
 
 def build_pretrained_model(state: dict, strict: bool = True):
     """Rebuild the pretraining model (``mae_ast`` or ``ssast``) of a checkpoint state and load its
-    weights (with fairseq's config merging and our state-dict upgrade)."""
-    from fairseq import models
+    weights (with fairseq's config merging and our state-dict upgrade); its front end computes
+    the filterbank the checkpoint was trained with (``cfg.task.features``)."""
+    from .models.mae_ast import build_pretraining_network
 
     model_cfg = state["cfg"].model
-    model = models.build_model(model_cfg, task=None, from_checkpoint=True)
+    model = build_pretraining_network(model_cfg, features_config(state["cfg"]))
     model.load_state_dict(state["model"], strict=strict, model_cfg=model_cfg)
     return model

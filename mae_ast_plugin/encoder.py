@@ -17,7 +17,7 @@ from .features import (
     AudioError,
     FbankConfig,
     as_mono_waveform,
-    compute_fbank,
+    num_frames,
     pad_features,
     resample,
 )
@@ -37,6 +37,11 @@ class MaeAstEncoder:
     """A pretrained (or fine-tuned) encoder plus the filterbank it was trained with."""
 
     def __init__(self, model, features: FbankConfig, device="cpu"):
+        if model.front_end.cfg != features:
+            raise ValueError(
+                f"the model's front end computes {model.front_end.cfg}, not the checkpoint's "
+                f"filterbank {features}: build the network with features="
+            )
         self.model = model.to(device).eval()
         self.features = features
         self.device = torch.device(device)
@@ -116,23 +121,25 @@ class MaeAstEncoder:
         """
         clips = self._clips(waveforms, padding_mask, channel_axis)
         clips = [resample(c, sample_rate, self.features.sample_rate) for c in clips]
-        fbanks = []
         for index, clip in enumerate(clips):
-            try:
-                fbank = compute_fbank(clip, self.features)
-            except AudioError as err:
-                raise AudioError(f"waveforms[{index}]: {err}") from None
-            if fbank.shape[0] < self.min_frames:  # batched, it would be all padding
+            frames = num_frames(clip.numel(), self.features)
+            if frames == 0:
                 raise AudioError(
-                    f"waveforms[{index}]: {fbank.shape[0]} filterbank frames, fewer than one "
+                    f"waveforms[{index}]: clip of {clip.numel()} samples is shorter than one "
+                    f"{self.features.frame_length_ms} ms analysis window"
+                )
+            if frames < self.min_frames:  # batched, it would be all padding
+                raise AudioError(
+                    f"waveforms[{index}]: {frames} filterbank frames, fewer than one "
                     f"token ({self.min_frames} frames)"
                 )
-            fbanks.append(fbank)
-        source, frame_padding = pad_features(fbanks, self.features.num_mel_bins)
         if layer is not None and not 1 <= layer <= self.num_layers:
             raise ValueError(f"layer must be in 1..{self.num_layers}, got {layer}")
+        # the model's front end computes the filterbanks, on its device (the one place audio
+        # becomes model input, as in training)
+        source, padding_mask = pad_features(clips, 0)
         out = self.model(
-            source.to(self.device), frame_padding.to(self.device), mask=False, output_layer=layer
+            source.to(self.device), padding_mask.to(self.device), mask=False, output_layer=layer
         )
         x = out["x"]
         token_padding = out["padding_mask"]

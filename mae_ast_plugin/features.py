@@ -1,12 +1,25 @@
 """Audio loading and the log-mel filterbank front end.
 
-This module is the one place where audio becomes model input.  Pretraining, fine-tuning,
-feature extraction and the plotting tools all go through :func:`load_audio` and
-:func:`compute_fbank`, configured by one :class:`FbankConfig` that is stored in every
-checkpoint (``cfg.task.features``), so a model is always fed the features it was trained on.
+This module is the one place where audio becomes model input.  Loaders and tools read files
+with :func:`load_audio` (mixdown, resampling); the models compute the Kaldi fbank inside their
+``forward`` with :class:`KaldiFbank` (:func:`batched_fbank`), as wav2vec2, BEATs and
+Hugging Face's audio models own their front ends; the fbank cache and the plotting tool use
+:func:`compute_fbank`, the same computation for one clip.  One :class:`FbankConfig` configures
+it and is stored in every checkpoint (``cfg.task.features``), so a model is always fed the
+features it was trained on.
+
+Model inputs (``net_input`` of every batch, the keyword arguments of the models' ``forward``),
+one shape per input kind:
+
+* waveforms: ``source`` (B, S) float32 mono samples at ``features.sample_rate`` (16 kHz),
+  ``padding_mask`` (B, S) bool, True at padded samples (at the end of each row);
+* precomputed filterbanks (``task.fbank_cache``): ``fbank`` (B, T, num_mel_bins) float32,
+  ``padding_mask`` (B, T) bool, True at padded frames.
+
+``padding_mask`` always runs along the time axis of the input given.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -168,15 +181,16 @@ def resample(waveform: torch.Tensor, rate: int, sample_rate: int) -> torch.Tenso
 
 
 def compute_fbank(waveform: torch.Tensor, cfg: FbankConfig) -> torch.Tensor:
-    """Log-mel filterbank of a mono waveform at ``cfg.sample_rate``: (frames, num_mel_bins).
+    """Log-mel filterbank of one mono waveform at ``cfg.sample_rate``: (frames, num_mel_bins).
 
-    Exactly the authors' call: ``torchaudio.compliance.kaldi.fbank`` with ``use_energy=False``
-    and every other option at its Kaldi default (povey window, dither 0, pre-emphasis 0.97,
-    DC removal, snip_edges).  No waveform mean removal and no dataset normalisation: the
-    model normalises with its own BatchNorm.
+    :func:`batched_fbank` of a batch of one clip, so a clip's fbank is the same values whether
+    the model computes it for a padded batch (:class:`KaldiFbank`) or a tool or the fbank cache
+    computes it alone.  Equal (``torch.equal``, tested) to the authors' call,
+    ``torchaudio.compliance.kaldi.fbank(waveform[None], use_energy=False, ...)`` with every other
+    option at its Kaldi default (povey window, dither 0, pre-emphasis 0.97, DC removal,
+    snip_edges).  No waveform mean removal and no dataset normalisation: the model normalises
+    with its own BatchNorm.  Raises :class:`AudioError` for a clip shorter than one window.
     """
-    import torchaudio.compliance.kaldi
-
     if waveform.dim() != 1:
         raise ValueError(f"expected a mono waveform (1-D), got shape {tuple(waveform.shape)}")
     if num_frames(waveform.numel(), cfg) == 0:
@@ -184,14 +198,8 @@ def compute_fbank(waveform: torch.Tensor, cfg: FbankConfig) -> torch.Tensor:
             f"clip of {waveform.numel()} samples is shorter than one "
             f"{cfg.frame_length_ms} ms analysis window"
         )
-    return torchaudio.compliance.kaldi.fbank(
-        waveform.unsqueeze(0),
-        sample_frequency=cfg.sample_rate,
-        num_mel_bins=cfg.num_mel_bins,
-        frame_length=cfg.frame_length_ms,
-        frame_shift=cfg.frame_shift_ms,
-        use_energy=False,
-    )
+    lengths = torch.tensor([waveform.numel()], device=waveform.device)
+    return batched_fbank(waveform.unsqueeze(0), lengths, cfg)[0][0]
 
 
 _MEL_BANKS = {}
@@ -215,7 +223,9 @@ def _mel_banks(cfg: FbankConfig, padded_window: int, device, dtype) -> torch.Ten
 
 def batched_fbank(waveforms: torch.Tensor, lengths: torch.Tensor, cfg: FbankConfig):
     """Kaldi log-mel filterbanks of a padded batch of mono waveforms, in one computation on
-    their device: :func:`compute_fbank` of every clip within float32 rounding.
+    their device.  A clip's frames depend only on its own samples: on the CPU they are
+    bit-identical to the clip's fbank computed alone and to torchaudio's Kaldi fbank (tested,
+    ``torch.equal``); on a GPU they agree within float32 rounding.
 
     ``waveforms``: (B, N) float32 at ``cfg.sample_rate``, clip b in its first ``lengths[b]``
     samples (the rest is ignored).  Returns ``fbank`` (B, T, num_mel_bins), T =
@@ -254,6 +264,58 @@ def batched_fbank(waveforms: torch.Tensor, lengths: torch.Tensor, cfg: FbankConf
         device
     ).unsqueeze(1)
     return fbank.masked_fill(padding_mask.unsqueeze(-1), 0.0), padding_mask
+
+
+class KaldiFbank(torch.nn.Module):
+    """The models' front end: padded waveforms -> Kaldi log-mel filterbanks, computed on the
+    waveforms' device by :func:`batched_fbank` with ``cfg``'s settings (the checkpoint's
+    ``task.features``).
+
+    It has no parameters and no buffers, so adding it to a network leaves its state dict (and
+    every checkpoint and exported folder) unchanged.  Autocast is switched off inside: the
+    filterbank is always float32, as the loader computed it, whatever precision the rest of the
+    forward pass runs in."""
+
+    def __init__(self, cfg: FbankConfig | None = None):
+        super().__init__()
+        # a plain copy: fairseq hands over a DictConfig node, which must not be shared
+        cfg = cfg if cfg is not None else FbankConfig()
+        self.cfg = FbankConfig(**{f.name: getattr(cfg, f.name) for f in fields(FbankConfig)})
+
+    def forward(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None):
+        """``source`` (B, S) float mono waveforms at ``cfg.sample_rate``; ``padding_mask``
+        (B, S) bool, True at padded samples (each row's padding at its end), or None.  Returns
+        ``fbank`` (B, T, num_mel_bins) float32, zero at padded frames, and its ``padding_mask``
+        (B, T), True at frames past a clip's last whole window."""
+        if source.dim() != 2:
+            raise ValueError(
+                f"source must be (batch, samples) waveforms at {self.cfg.sample_rate} Hz, got "
+                f"shape {tuple(source.shape)}; pass precomputed filterbanks as fbank="
+            )
+        if padding_mask is None:
+            lengths = torch.full((source.shape[0],), source.shape[1], device=source.device)
+        else:
+            lengths = source.shape[1] - padding_mask.sum(dim=1)
+        with torch.autocast(source.device.type, enabled=False):
+            return batched_fbank(source.float(), lengths, self.cfg)
+
+    def inputs(self, source=None, padding_mask=None, fbank=None):
+        """The filterbanks and frame padding mask (or None) of a model input: ``source``
+        waveforms (B, S) with ``padding_mask`` (B, S), turned into fbank here, or precomputed
+        ``fbank`` (B, T, F) with ``padding_mask`` (B, T), passed through.  Exactly one of
+        ``source`` and ``fbank`` must be given."""
+        if (source is None) == (fbank is None):
+            raise ValueError(
+                "give the model either source= (B, samples) waveforms or fbank= (B, frames, "
+                "mel bins) filterbanks, not both or neither"
+            )
+        if fbank is not None:
+            if fbank.dim() != 3:
+                raise ValueError(
+                    f"fbank must be (batch, frames, mel bins), got shape {tuple(fbank.shape)}"
+                )
+            return fbank, padding_mask
+        return self(source, padding_mask)
 
 
 def pad_features(features, num_mel_bins: int, min_length: int = 0, num_rows: int = 0):

@@ -58,12 +58,14 @@ def network_config(model_type: str, encoder: dict):
 
 def build_network(config: dict) -> torch.nn.Module:
     """The (untrained) network a folder config describes: the encoder (pretraining modules
-    removed), wrapped in a ClipClassifier when ``config["classifier"]`` is set."""
+    removed; its front end computes the folder's ``features``), wrapped in a ClipClassifier
+    when ``config["classifier"]`` is set."""
     from .modules import mae_ast, ssast
     from .modules.classifier import ClipClassifier
 
     cfg = network_config(config["model_type"], config["encoder"])
-    network = (mae_ast.MaeAst if config["model_type"] == "mae_ast" else ssast.Ssast)(cfg)
+    network_class = mae_ast.MaeAst if config["model_type"] == "mae_ast" else ssast.Ssast
+    network = network_class(cfg, features=FbankConfig(**config["features"]))
     network.remove_pretraining_modules()
     head = config.get("classifier")
     if head:

@@ -33,7 +33,7 @@ def test_load_model_ensemble_and_task_reproduces_every_layer(kind):
     fbank = torch.stack([compute_fbank(torch.from_numpy(w), task.cfg.features) for w in ref["wav"]])
     assert np.abs(fbank.numpy() - ref["fbank"]).max() < 1e-2  # float rounding of log energies
     with torch.no_grad():
-        out = model(torch.from_numpy(ref["fbank"]), mask=False)
+        out = model(fbank=torch.from_numpy(ref["fbank"]), mask=False)
     assert np.abs(out["x"].numpy() - ref["last_hidden_state"]).max() < 1e-4
     assert len(out["hidden_states"]) == ref["hidden_states"].shape[0]
     for ours, theirs in zip(out["hidden_states"], ref["hidden_states"], strict=True):

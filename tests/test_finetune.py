@@ -100,7 +100,7 @@ def test_finetuned_checkpoint_loads_without_training_data_or_pretrained_file(run
     monkeypatch.setattr(mae_ast_classifier, "read_checkpoint", no_pretrained_file)
     model, task = load_classifier(str(checkpoint_of(runs, "esc50")), data="/nonexistent/data")
     assert len(task.classes) == 50 and task.classes.names[3] == "class 3, a test class"
-    logits = model(torch.randn(1, 100, 128))["logits"]
+    logits = model(fbank=torch.randn(1, 100, 128))["logits"]
     assert logits.shape == (1, 50)
 
 
@@ -298,7 +298,7 @@ def test_augmentations_and_layer_weighting(base, small_data):
     assert soft.shape == (3, 5) and torch.allclose(soft.sum(dim=1), torch.ones(3))
     model.train()
     assert not model.encoder_model.training  # frozen encoder stays in eval mode
-    out = model(source, padding, target=torch.tensor([0, 1, 2]))
+    out = model(fbank=source, padding_mask=padding, target=torch.tensor([0, 1, 2]))
     out["logits"].sum().backward()
     assert model.layer_weights.grad is not None
     assert all(p.grad is None for p in model.encoder_model.parameters())

@@ -33,7 +33,7 @@ def test_pretraining_forward_shapes_and_encoder_sees_only_visible_tokens():
     seen = []
     model.encoder.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[1]))
     source = torch.randn(3, 998, 128)  # 10 s: 62 x 8 = 496 patch tokens
-    out = model(source)
+    out = model(fbank=source)
     masked = num_masked_tokens(496, 0.75)
     assert masked == 372
     for key in ("recon", "cls", "target"):
@@ -43,19 +43,19 @@ def test_pretraining_forward_shapes_and_encoder_sees_only_visible_tokens():
 
 def test_frame_tokens_shapes():
     model = tiny(token_frames=2, token_mel_bins=128, mask_type="random")
-    out = model(torch.randn(2, 998, 128))
+    out = model(fbank=torch.randn(2, 998, 128))
     assert out["target"].shape == (2, 499 - int(0.25 * 499), 256)
 
 
 def test_padded_clip_features_do_not_depend_on_the_batch():
     model = tiny().eval()
     short, long = torch.randn(1, 300, 128), torch.randn(1, 500, 128)
-    alone = model(short, mask=False)["x"]
+    alone = model(fbank=short, mask=False)["x"]
     batch = torch.zeros(2, 500, 128)
     batch[0, :300], batch[1] = short[0], long[0]
     padding = torch.zeros(2, 500, dtype=torch.bool)
     padding[0, 300:] = True
-    out = model(batch, padding, mask=False)
+    out = model(fbank=batch, padding_mask=padding, mask=False)
     valid = ~out["padding_mask"][0]
     assert valid.sum() == alone.shape[1]
     assert torch.allclose(out["x"][0, valid], alone[0], atol=1e-5)
@@ -67,7 +67,7 @@ def test_padded_tokens_never_reach_the_encoder_as_visible():
     padding = torch.zeros(2, 480, dtype=torch.bool)
     padding[1, 200:] = True
     torch.manual_seed(5)
-    out = model(batch, padding)
+    out = model(fbank=batch, padding_mask=padding)
     valid_tokens = (200 // 16) * 8
     real_slots = ~out["masked_padding"][1]
     assert out["masked_idx"][1][real_slots].max() < valid_tokens
@@ -144,10 +144,10 @@ def test_remove_pretraining_modules_keeps_a_working_encoder():
     model = tiny()
     model.remove_pretraining_modules()
     assert model.decoder is None and not hasattr(model, "decoder_mask_emb")
-    out = model.eval()(torch.randn(1, 64, 128), mask=False)
+    out = model.eval()(fbank=torch.randn(1, 64, 128), mask=False)
     assert out["x"].shape == (1, 32, 32)
 
 
 def test_too_short_input_is_a_clear_error():
     with pytest.raises(ValueError, match="shorter than one token"):
-        tiny()(torch.randn(1, 10, 128), mask=False)
+        tiny()(fbank=torch.randn(1, 10, 128), mask=False)

@@ -67,7 +67,7 @@ def test_checkpoint_loads_with_fairseq(patch_run):
     assert type(model).__name__ == "MaeAstModel"
     assert cfg.task.features.num_mel_bins == 128  # the feature configuration travels along
     with torch.no_grad():
-        out = model(torch.randn(1, 200, 128), mask=False)
+        out = model(fbank=torch.randn(1, 200, 128), mask=False)
     assert out["x"].shape == (1, 12 * 8, 32)
 
 

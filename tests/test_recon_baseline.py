@@ -32,7 +32,7 @@ def test_model_returns_visible_tokens_in_target_units():
     padding = torch.zeros(2, 300, dtype=torch.bool)
     padding[1, 200:] = True
     torch.manual_seed(1)
-    out = model(source, padding)
+    out = model(fbank=source, padding_mask=padding)
     tokens, _, _ = model.tokenize(source, padding)  # same batch statistics: same normalisation
     for b in range(2):
         real = ~out["visible_padding"][b]

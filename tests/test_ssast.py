@@ -33,7 +33,7 @@ def test_forward_shapes_and_keys(tokens):
     source = torch.randn(3, 300, 128)
     padding = torch.zeros(3, 300, dtype=torch.bool)
     padding[2, 200:] = True
-    out = model(source, padding)
+    out = model(fbank=source, padding_mask=padding)
     assert set(out) == {
         "recon", "cls", "target", "masked_idx", "masked_padding", "token_padding",
         "visible_tokens", "visible_padding",  # for the criterion's mean-visible-token baseline
@@ -74,8 +74,8 @@ def test_ssast_encoder_sees_all_tokens_mae_only_visible():
     source = torch.randn(2, 160, 128)  # 10 time blocks x 8 mel blocks = 80 patch tokens
     mae = MaeAstModel(MaeAstConfig(**TINY))
     ssast = SsastModel(SsastConfig(**TINY))
-    mae_lengths, mae_out = encoder_input_lengths(mae, source)
-    ssast_lengths, ssast_out = encoder_input_lengths(ssast, source)
+    mae_lengths, mae_out = encoder_input_lengths(mae, fbank=source)
+    ssast_lengths, ssast_out = encoder_input_lengths(ssast, fbank=source)
     assert ssast_lengths == [80]
     assert mae_lengths == [80 - mae_out["masked_idx"].shape[1]] == [20]
     assert ssast_out["masked_idx"].shape == mae_out["masked_idx"].shape == (2, 60)
@@ -89,7 +89,7 @@ def test_masked_slots_hold_mask_embedding_plus_position():
     captured = {}
     handle = model.encoder.register_forward_pre_hook(lambda m, a: captured.setdefault("x", a[0]))
     with torch.no_grad():
-        out = model(source, mask=True)
+        out = model(fbank=source, mask=True)
     handle.remove()
     x, masked_idx = captured["x"], out["masked_idx"]
     from mae_ast_plugin.modules.tokens import sinusoidal_positions
@@ -113,9 +113,9 @@ def test_remove_pretraining_modules_keeps_feature_extraction():
     assert model.final_proj_reconstruction is None and model.final_proj_classification is None
     model.eval()
     source = torch.randn(2, 160, 128)
-    out = model(source, mask=False)
+    out = model(fbank=source, mask=False)
     assert out["x"].shape == (2, 80, 32) and len(out["hidden_states"]) == 2
-    features, padding = model.extract_features(source)
+    features, padding = model.extract_features(fbank=source)
     assert torch.equal(features, out["x"]) and padding is None
 
 
@@ -135,5 +135,5 @@ def test_hydra_train_ssast_config_and_reload(tiny_pretrained, config_name, token
     assert model.encoder_mask_emb.shape == (32,)
     model.eval()
     with torch.no_grad():
-        out = model(torch.randn(1, 200, 128), mask=False)
+        out = model(fbank=torch.randn(1, 200, 128), mask=False)
     assert out["x"].shape[-1] == 32

@@ -1,4 +1,4 @@
-"""A fairseq dataset that reads manifest clips and returns log-mel filterbanks."""
+"""A fairseq dataset that reads manifest clips and yields cropped waveforms (or cached fbank)."""
 
 import logging
 
@@ -9,7 +9,6 @@ from fairseq.data import FairseqDataset
 from ..features import (
     AudioError,
     FbankConfig,
-    compute_fbank,
     load_audio,
     num_frames,
     pad_features,
@@ -22,16 +21,27 @@ logger = logging.getLogger(__name__)
 
 
 class FbankAudioDataset(FairseqDataset):
-    """Clips of a manifest as (frames, mel) filterbanks, cropped to ``max_sample_len_s``.
+    """Clips of a manifest as cropped mono waveforms (the models compute their filterbanks), or
+    with ``fbank_cache`` as precomputed filterbank rows; batches are the model inputs documented
+    in :mod:`mae_ast_plugin.features`.
 
-    Clips longer than the maximum are cropped (at a random offset when ``random_crop``, else
-    from the start); shorter ones are padded in the batch with a padding mask, never cropped to
-    the batch's shortest clip.  A bad clip raises an error naming the manifest line, or with
-    ``skip_invalid`` is logged and counted in the batch's ``num_skipped``.  Sizes (``num_tokens``,
-    what ``dataset.max_tokens`` budgets) are samples at ``features.sample_rate`` (16 kHz), each
-    clip counted up to the crop, whatever the file's native rate.  With ``fbank_cache``
-    the features come from a precomputed cache (:mod:`.fbank_cache`) instead of the audio: the
-    same values, rows of the whole clip's fbank cut at the same crop.
+    The loader only reads, mixes down, resamples and crops.  Clips longer than
+    ``max_sample_len_s`` are cropped (at a random offset when ``random_crop``, else from the
+    start); shorter ones are padded in the batch with a padding mask, never cropped to the
+    batch's shortest clip.  A bad clip raises an error naming the manifest line, or with
+    ``skip_invalid`` is logged and counted in the batch's ``num_skipped``.  Sizes
+    (``num_tokens``, what ``dataset.max_tokens`` budgets) are samples at
+    ``features.sample_rate`` (16 kHz), each clip counted up to the crop, whatever the file's
+    native rate.  With ``fbank_cache`` the features come from a precomputed cache
+    (:mod:`.fbank_cache`): the same values, rows of the whole clip's fbank cut at the same crop.
+
+    Static shapes (``task.static_shapes``): ``pad_to_crop`` pads every batch to the crop,
+    ``pad_to_clips`` (> 0) adds rows of pure padding up to that many clips.
+
+    The random crop of a clip is a function of ``(seed, epoch, clip)``.  The epoch lives in
+    shared memory, so :meth:`set_epoch` in the training process reaches loader workers that
+    outlive an epoch (``task.persistent_workers``) as well as new ones: crops do not depend on
+    ``dataset.num_workers``, and a resumed run crops as the uninterrupted one did.
     """
 
     def __init__(
@@ -46,7 +56,8 @@ class FbankAudioDataset(FairseqDataset):
         shuffle: bool = True,
         fbank_cache: FbankCache | None = None,
         sample_rates: np.ndarray | None = None,
-        waveforms: bool = False,
+        pad_to_crop: bool = False,
+        pad_to_clips: int = 0,
     ):
         super().__init__()
         self.manifest = manifest
@@ -58,14 +69,11 @@ class FbankAudioDataset(FairseqDataset):
         self.seed = seed
         self.shuffle = shuffle
         self.fbank_cache = fbank_cache
-        # Filterbanks on the model's device: the loader only reads, mixes down, resamples and
-        # crops; the task computes the batch's fbank (features.batched_fbank).  A cache is
-        # read as features, as before.
-        self.waveforms = waveforms and fbank_cache is None
-        # Static shapes (task.static_shapes): pad every batch to the crop and to this many clips.
-        self.pad_to_crop = False
-        self.pad_to_clips = 0
-        self.epoch = 1
+        self.pad_to_crop = bool(pad_to_crop)
+        self.pad_to_clips = int(pad_to_clips or 0)
+        # Written by set_epoch in the training process, read by the loader workers: a tensor in
+        # shared memory, which forked and spawned workers alike map rather than copy.
+        self._epoch = torch.ones(1, dtype=torch.int64).share_memory_()
         self.sizes = np.minimum(self._resampled_sizes(sample_rates), self.max_samples)
 
     def _resampled_sizes(self, sample_rates: np.ndarray | None) -> np.ndarray:
@@ -89,8 +97,13 @@ class FbankAudioDataset(FairseqDataset):
     def __len__(self):
         return len(self.manifest)
 
+    @property
+    def epoch(self) -> int:
+        """The current epoch (1-based), as the training process last set it."""
+        return int(self._epoch[0])
+
     def set_epoch(self, epoch):
-        self.epoch = epoch
+        self._epoch[0] = int(epoch)
 
     def _crop_start(self, index: int, length: int) -> int:
         """Where the crop starts, in samples: a whole number of frame shifts, so that the
@@ -101,7 +114,9 @@ class FbankAudioDataset(FairseqDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         return shift * int(rng.integers(0, (length - self.max_samples) // shift + 1))
 
-    def load_features(self, index: int) -> torch.Tensor:
+    def load_clip(self, index: int) -> torch.Tensor:
+        """Clip ``index`` cropped: the waveform (samples,) at ``features.sample_rate``, or with
+        ``fbank_cache`` its filterbank rows (frames, num_mel_bins)."""
         if self.fbank_cache is not None:
             whole_fbank, length = self.fbank_cache.read(index)
         else:
@@ -118,15 +133,13 @@ class FbankAudioDataset(FairseqDataset):
         if self.fbank_cache is not None:
             first = start // shift_samples(self.features)
             return torch.from_numpy(np.array(whole_fbank[first : first + frames], dtype=np.float32))
-        if self.waveforms:
-            return waveform[start : start + self.max_samples].contiguous()
-        return compute_fbank(waveform[start : start + self.max_samples], self.features)
+        return waveform[start : start + self.max_samples].contiguous()
 
     def __getitem__(self, index):
-        """``{"id", "source"}``: the (frames, mel) fbank, or with ``waveforms`` the cropped
-        waveform (samples,) at ``features.sample_rate``; ``source`` None for a skipped clip."""
+        """``{"id", "source"}``: the clip as :meth:`load_clip` returns it (a waveform, or cached
+        filterbank rows); ``source`` None for a skipped clip."""
         try:
-            return {"id": index, "source": self.load_features(index)}
+            return {"id": index, "source": self.load_clip(index)}
         except AudioError as err:
             message = f"{self.manifest.where(index)}: {err}"
             if not self.skip_invalid:
@@ -137,27 +150,31 @@ class FbankAudioDataset(FairseqDataset):
             return {"id": index, "source": None}
 
     def collater(self, samples):
+        """``{"id", "net_input", "num_skipped"}``; ``net_input`` is ``{"source": (B, S),
+        "padding_mask": (B, S)}`` of waveforms, or with ``fbank_cache`` ``{"fbank": (B, T, F),
+        "padding_mask": (B, T)}`` (:mod:`mae_ast_plugin.features`).  Empty when every clip of
+        the batch was skipped."""
         valid = [s for s in samples if s["source"] is not None]
         num_skipped = len(samples) - len(valid)
         if not valid:
             return {}
-        sources = [s["source"] for s in valid]
-        if len(sources) > self.pad_to_clips > 0:
+        clips = [s["source"] for s in valid]
+        if len(clips) > self.pad_to_clips > 0:
             raise ValueError(
-                f"a batch of {len(sources)} clips exceeds the static batch of {self.pad_to_clips} "
+                f"a batch of {len(clips)} clips exceeds the static batch of {self.pad_to_clips} "
                 "(task.static_shapes batches by dataset.batch_size)"
             )
-        if self.waveforms:
-            waveform, padding = pad_features(
-                sources, 0, self.max_samples if self.pad_to_crop else 0, self.pad_to_clips
+        if self.fbank_cache is None:
+            padded, padding_mask = pad_features(
+                clips, 0, self.max_samples if self.pad_to_crop else 0, self.pad_to_clips
             )
-            net_input = {"waveform": waveform, "waveform_lengths": (~padding).sum(1)}
+            net_input = {"source": padded, "padding_mask": padding_mask}
         else:
             frames = num_frames(self.max_samples, self.features) if self.pad_to_crop else 0
-            source, padding_mask = pad_features(
-                sources, self.features.num_mel_bins, frames, self.pad_to_clips
+            padded, padding_mask = pad_features(
+                clips, self.features.num_mel_bins, frames, self.pad_to_clips
             )
-            net_input = {"source": source, "padding_mask": padding_mask}
+            net_input = {"fbank": padded, "padding_mask": padding_mask}
         return {
             "id": torch.tensor([s["id"] for s in valid], dtype=torch.long),
             "net_input": net_input,
@@ -173,7 +190,10 @@ class FbankAudioDataset(FairseqDataset):
     def ordered_indices(self):
         if not self.shuffle:
             return np.arange(len(self))
-        # Sort by length (longest first) so batches hold similar lengths and little padding;
-        # the random permutation breaks ties differently each epoch.
-        rng = np.random.default_rng([self.seed, self.epoch])
+        # Sort by length (longest first) so batches hold similar lengths and little padding,
+        # ties broken by a random permutation.  Drawn once per run, from the seed alone (with
+        # the first epoch's key, which runs have always used): fairseq orders a dataset once
+        # and its epoch iterator reshuffles the batches each epoch (seed + epoch), so a run
+        # resumed at a later epoch must order it as the uninterrupted run did.
+        rng = np.random.default_rng([self.seed, 1])
         return np.lexsort([rng.permutation(len(self)), self.sizes])[::-1]

@@ -33,7 +33,16 @@ class PretrainingModelMixin:
 
     @classmethod
     def build_model(cls, cfg, task=None):
-        return cls(cfg)
+        """The network with every option at construction: its front end's filterbank settings
+        (``task.features``) and ``task.static_shapes`` come from the task.  Without a task (an
+        encoder rebuilt inside another model), use :func:`build_pretraining_network`, which
+        takes the checkpoint's filterbank settings."""
+        task_cfg = getattr(task, "cfg", None)
+        return cls(
+            cfg,
+            features=getattr(task_cfg, "features", None),
+            static_shapes=bool(getattr(task_cfg, "static_shapes", False)),
+        )
 
     def upgrade_state_dict_named(self, state_dict, name):
         super().upgrade_state_dict_named(state_dict, name)
@@ -44,3 +53,21 @@ class PretrainingModelMixin:
 @register_model("mae_ast", dataclass=MaeAstConfig)
 class MaeAstModel(PretrainingModelMixin, mae_ast.MaeAst, BaseFairseqModel):
     pass
+
+
+def build_pretraining_network(model_cfg, features, from_checkpoint: bool = True):
+    """A registered pretraining network (``mae_ast``/``ssast``) from a model config node and the
+    filterbank settings of its front end (``FbankConfig`` or the checkpoint's
+    ``task.features``), with fairseq's config merging (``fairseq.models.build_model`` does the
+    same merge, then calls ``build_model(cfg, task)``, which has no task here)."""
+    from fairseq.dataclass.utils import merge_with_parent
+    from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
+    from omegaconf import OmegaConf
+
+    name = model_cfg.get("_name") if OmegaConf.is_config(model_cfg) else model_cfg["_name"]
+    if name not in ("mae_ast", "ssast"):
+        raise ValueError(f"model {name!r} is not a pretraining network (mae_ast or ssast)")
+    cfg = merge_with_parent(
+        MODEL_DATACLASS_REGISTRY[name](), OmegaConf.create(model_cfg), from_checkpoint
+    )
+    return MODEL_REGISTRY[name](cfg, features=features)

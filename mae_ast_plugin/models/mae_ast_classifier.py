@@ -20,7 +20,6 @@ from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from fairseq import models
 from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model
 from omegaconf import OmegaConf, open_dict
@@ -28,7 +27,7 @@ from omegaconf import OmegaConf, open_dict
 from ..checkpoints import build_pretrained_model, features_config, read_checkpoint
 from ..features import FbankConfig
 from ..modules.classifier import ClipClassifier
-from .mae_ast import MaeAstConfig
+from .mae_ast import MaeAstConfig, build_pretraining_network
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +175,7 @@ class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
             encoder = build_pretrained_model(state)
             logger.info("encoder loaded from %s", cfg.pretrained_checkpoint)
         else:
-            encoder = models.build_model(model_cfg, task=None, from_checkpoint=True)
+            encoder = build_pretraining_network(model_cfg, features)
         encoder.remove_pretraining_modules()
         return encoder
 
@@ -268,19 +267,23 @@ class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
         mixed_target = lam[:, None] * target + (1 - lam[:, None]) * target[partner]
         return mixed, mixed_target
 
-    def forward(self, source, padding_mask=None, target=None):
-        """source: (B, T, F) filterbanks, padding_mask: (B, T) True at padding, target: class
-        indices (B,) or multi-hot rows (B, C), needed only for mixup.
+    def forward(self, source=None, padding_mask=None, fbank=None, target=None):
+        """Waveforms ``source`` (B, S) with ``padding_mask`` (B, S) True at padded samples, whose
+        filterbanks the encoder's front end computes here, or precomputed ``fbank`` (B, T, F)
+        with ``padding_mask`` (B, T) (see ``mae_ast_plugin.features``); ``target``: class
+        indices (B,) or multi-hot rows (B, C), needed only for mixup.  SpecAugment and mixup
+        (training) act on the filterbanks.
 
         Returns ``logits`` (B, C), ``target``: what the loss should compare them with (the
         given target, or its mixed soft version), and ``pooled`` (B, D) clip embeddings.
         """
+        fbank, padding_mask = self.front_end.inputs(source, padding_mask, fbank)
         if self.training:
             if self.cfg.time_mask_width > 0 or self.cfg.freq_mask_width > 0:
-                source = self.spec_augment(source, padding_mask)
+                fbank = self.spec_augment(fbank, padding_mask)
             if self.cfg.mixup_prob > 0 and target is not None:
-                source, target = self.mixup(source, padding_mask, target)
-        logits, pooled = self.classify(source, padding_mask)
+                fbank, target = self.mixup(fbank, padding_mask, target)
+        logits, pooled = self.classify(fbank, padding_mask)
         return {"logits": logits, "target": target, "pooled": pooled}
 
     def max_positions(self):

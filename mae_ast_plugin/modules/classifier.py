@@ -50,21 +50,26 @@ class ClipClassifier(nn.Module):
         """Frames in one token: shorter clips cannot be classified."""
         return self.encoder_model.cfg.token_frames
 
-    def encode(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None):
-        """Encoder features (B, L, C), the last layer's or the weighted sum of all layers', and
-        the token padding mask (B, L) or None."""
+    @property
+    def front_end(self):
+        """The encoder's front end (``features.KaldiFbank``): waveforms -> filterbanks."""
+        return self.encoder_model.front_end
+
+    def encode(self, fbank: torch.Tensor, padding_mask: torch.Tensor | None = None):
+        """Encoder features (B, L, C) of filterbanks (B, T, F), the last layer's or the weighted
+        sum of all layers', and the token padding mask (B, L) or None."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
-            out = self.encoder_model(source, padding_mask, mask=False)
+            out = self.encoder_model(fbank=fbank, padding_mask=padding_mask, mask=False)
         if self.layer_weights is None:
             return out["x"], out["padding_mask"]
         weights = torch.softmax(self.layer_weights, dim=0)
         stacked = torch.stack(out["hidden_states"], dim=0)  # (N, B, L, C)
         return (weights[:, None, None, None] * stacked).sum(dim=0), out["padding_mask"]
 
-    def classify(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None):
-        """source: (B, T, F) filterbanks, padding_mask: (B, T) True at padded frames.
+    def classify(self, fbank: torch.Tensor, padding_mask: torch.Tensor | None = None):
+        """fbank: (B, T, F) filterbanks, padding_mask: (B, T) True at padded frames.
         Returns logits (B, classes) and the pooled clip embeddings (B, D)."""
-        features, token_padding = self.encode(source, padding_mask)
+        features, token_padding = self.encode(fbank, padding_mask)
         if self.projector is not None:
             features = self.projector(features)
         if token_padding is None:
@@ -74,8 +79,11 @@ class ClipClassifier(nn.Module):
             pooled = (features * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
         return self.head(pooled), pooled
 
-    def forward(self, source, padding_mask=None, target=None):
-        """As the fairseq model's forward without its training-time augmentation: ``logits``,
+    def forward(self, source=None, padding_mask=None, fbank=None, target=None):
+        """As the fairseq model's forward without its training-time augmentation: waveforms
+        ``source`` (B, S) with ``padding_mask`` (B, S), or precomputed ``fbank`` (B, T, F) with
+        ``padding_mask`` (B, T) (see ``mae_ast_plugin.features``).  Returns ``logits``,
         ``target`` (passed through) and ``pooled``."""
-        logits, pooled = self.classify(source, padding_mask)
+        fbank, padding_mask = self.front_end.inputs(source, padding_mask, fbank)
+        logits, pooled = self.classify(fbank, padding_mask)
         return {"logits": logits, "target": target, "pooled": pooled}

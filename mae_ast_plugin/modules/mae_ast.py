@@ -2,7 +2,8 @@
 
 Forward pass in pretraining (``mask=True``)::
 
-    fbank (B, T, F) -> BatchNorm(affine=False) x 0.5 -> tokens (B, L, 256) -> Linear -> +positions
+    waveforms (B, S) -> Kaldi fbank (B, T, F) (or a precomputed fbank)
+      -> BatchNorm(affine=False) x 0.5 -> tokens (B, L, 256) -> Linear -> +positions
       -> keep the visible 25% -> encoder -> scatter back among a learned mask token -> +positions
       -> decoder -> two linear heads at the masked positions (reconstruction, classification)
 
@@ -15,6 +16,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..features import FbankConfig, KaldiFbank
 from .masking import MASK_TYPES, TokenMask, sample_mask
 from .tokens import mel_blocks, patchify, sinusoidal_positions, token_padding_mask
 from .transformer import TransformerStack, init_bert_params
@@ -91,13 +93,15 @@ class MaeAst(nn.Module):
     """The MAE-AST network; ``cfg`` is a :class:`MaeAstConfig` or any object with its fields
     (fairseq passes a DictConfig).
 
-    ``static_shapes`` (set by the training task, not saved): every tensor's shape depends only on
-    the input's shape (masked and visible counts of a full-length clip, padding masks always
-    built) and no value is copied to the host, so ``torch.compile`` sees one graph per run."""
+    ``features``: the filterbank settings of its front end (:class:`KaldiFbank`, the
+    checkpoint's ``task.features``; default the paper's).  ``static_shapes`` (the training
+    task's option, not saved): every tensor's shape depends only on the input's shape (masked
+    and visible counts of a full-length clip, padding masks always built) and no value is copied
+    to the host, so ``torch.compile`` sees one graph per run."""
 
-    static_shapes: bool = False
-
-    def __init__(self, cfg: MaeAstConfig):
+    def __init__(
+        self, cfg: MaeAstConfig, features: FbankConfig | None = None, static_shapes: bool = False
+    ):
         super().__init__()
         if str(cfg.mask_type) not in MASK_TYPES:
             raise ValueError(
@@ -109,6 +113,8 @@ class MaeAst(nn.Module):
                 f"init_style must be one of {', '.join(INIT_STYLES)}, got {init_style!r}"
             )
         self.cfg = cfg
+        self.static_shapes = bool(static_shapes)
+        self.front_end = KaldiFbank(features)
         token_dim = cfg.token_frames * cfg.token_mel_bins
         self.batch_norm = nn.BatchNorm2d(1, affine=False)
         self.post_extract_proj = nn.Linear(token_dim, cfg.encoder_embed_dim)
@@ -211,13 +217,17 @@ class MaeAst(nn.Module):
 
     def forward(
         self,
-        source: torch.Tensor,
+        source: Optional[torch.Tensor] = None,
         padding_mask: Optional[torch.Tensor] = None,
+        fbank: Optional[torch.Tensor] = None,
         mask: bool = True,
         features_only: bool = False,
         output_layer: Optional[int] = None,
     ):
-        """source: (B, T, F) filterbanks; padding_mask: (B, T) True at padded frames.
+        """Either ``source`` (B, S) float32 waveforms at ``features.sample_rate`` with
+        ``padding_mask`` (B, S) True at padded samples, whose Kaldi fbank the front end computes
+        here, or precomputed ``fbank`` (B, T, F) with ``padding_mask`` (B, T) True at padded
+        frames (``mae_ast_plugin.features`` documents both).
 
         ``mask=False`` (or ``features_only``): encoder over all tokens, returns ``x`` (B, L, C),
         ``padding_mask`` (B, L) or None, ``hidden_states`` (one per layer run; ``output_layer``
@@ -228,7 +238,8 @@ class MaeAst(nn.Module):
         visible tokens ``visible_tokens`` (B, V, P) with ``visible_padding`` (B, V) True at
         padding slots (or None).
         """
-        tokens, token_padding, freq_blocks = self.tokenize(source, padding_mask)
+        fbank, padding_mask = self.front_end.inputs(source, padding_mask, fbank)
+        tokens, token_padding, freq_blocks = self.tokenize(fbank, padding_mask)
         features = self.post_extract_proj(tokens)
         if features_only or not mask:
             x, hidden_states = self.encoder(
@@ -279,8 +290,9 @@ class MaeAst(nn.Module):
         # Padding slots of ``masked_idx`` read some other token; the losses ignore them.
         return gather_tokens(decoded, token_mask.masked_idx)
 
-    def extract_features(self, source, padding_mask=None, output_layer=None):
-        out = self.forward(source, padding_mask, mask=False, output_layer=output_layer)
+    def extract_features(self, source=None, padding_mask=None, fbank=None, output_layer=None):
+        """Encoder output (B, L, C) and token padding mask (B, L) or None; inputs as forward's."""
+        out = self.forward(source, padding_mask, fbank, mask=False, output_layer=output_layer)
         return out["x"], out["padding_mask"]
 
     def remove_pretraining_modules(self):

@@ -7,7 +7,8 @@ nothing else differs from ``mae_ast`` (tokenizer, BatchNorm input normalisation,
 positions, masking, the post-LN encoder, the two linear heads, the ``mae_ast`` criterion with its
 10 x MSE + 1 x InfoNCE weights), so a comparison of the two isolates the architecture::
 
-    fbank -> tokens -> Linear -> +positions -> masked slots := encoder_mask_emb + their position
+    waveforms -> fbank -> tokens -> Linear -> +positions
+      -> masked slots := encoder_mask_emb + their position
       -> encoder over all tokens -> two linear heads at the masked positions
 
 Differences from the original SSAST code, which are deliberate (they are the MAE-AST settings):
@@ -40,8 +41,8 @@ class SsastConfig(MaeAstConfig):
 class Ssast(MaeAst):
     """The SSAST network on MAE-AST's tokens (see the module docstring)."""
 
-    def __init__(self, cfg: SsastConfig):
-        super().__init__(cfg)
+    def __init__(self, cfg: SsastConfig, features=None, static_shapes: bool = False):
+        super().__init__(cfg, features, static_shapes)
         # SSAST initialises its (1, 1, d) mask embedding with xavier_normal_, i.e. N(0, 1/d).
         nn.init.normal_(self.encoder_mask_emb, std=cfg.encoder_embed_dim**-0.5)
 

@@ -1,27 +1,27 @@
 """Self-supervised MAE-AST pretraining on unlabelled audio manifests.
 
-Speed options (issue 14; measured in docs/benchmarks.md): ``fbank_on_device`` computes the
-batch's filterbanks on the model's device, ``static_shapes`` pads every batch to the crop and to
-``dataset.batch_size`` clips, ``compile`` runs the model under ``torch.compile`` inside fairseq's
-trainer.  Checkpoints are the same with and without them (no ``_orig_mod.`` keys).
+The loader yields cropped waveforms (or cached filterbanks, ``task.fbank_cache``); the model
+computes the Kaldi fbank on its own device inside ``forward``.  Speed options (measured in
+docs/benchmarks.md): ``static_shapes`` pads every batch to the crop and to ``dataset.batch_size``
+clips, ``compile`` runs the model under ``torch.compile`` inside fairseq's trainer.  Checkpoints
+are the same with and without them (no ``_orig_mod.`` keys).
 """
 
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
-import torch
 from fairseq.logging import metrics
 from fairseq.tasks import register_task
+from omegaconf import II
+from omegaconf.errors import InterpolationResolutionError
 
 from ..data.fbank_dataset import FbankAudioDataset
 from ..data.manifest import read_manifest
-from ..features import batched_fbank
 from .audio_task import AudioTask, AudioTaskConfig
 
 logger = logging.getLogger(__name__)
-
-FBANK_ON_DEVICE = ("auto", "true", "false")
 
 
 @dataclass
@@ -36,21 +36,20 @@ class MaeAstPretrainingConfig(AudioTaskConfig):
     min_sample_size: int = field(
         default=0, metadata={"help": "drop manifest entries with fewer samples (native rate)"}
     )
-    fbank_on_device: str = field(
-        default="auto",
-        metadata={
-            "help": "auto|true|false: loader workers only read, mix down, resample and crop; "
-            "the Kaldi fbank of the whole batch is computed on the model's device "
-            "(features.batched_fbank).  auto: on when CUDA is available.  Ignored with "
-            "task.fbank_cache (features come from the cache)"
-        },
-    )
     static_shapes: bool = field(
         default=False,
         metadata={
             "help": "pad every batch to the crop (max_sample_len_s) and to dataset.batch_size "
             "clips, so masked and visible counts are fixed per run (for task.compile)"
         },
+    )
+    batch_size: Optional[int] = field(
+        default=II("dataset.batch_size"),
+        metadata={"help": "set from dataset.batch_size: static_shapes pads train batches to it"},
+    )
+    batch_size_valid: Optional[int] = field(
+        default=II("dataset.batch_size_valid"),
+        metadata={"help": "set from dataset.batch_size_valid: the same for the other splits"},
     )
     compile: bool = field(
         default=False,
@@ -78,20 +77,30 @@ class MaeAstPretrainingTask(AudioTask):
 
     def __init__(self, cfg: MaeAstPretrainingConfig):
         super().__init__(cfg)
-        choice = str(cfg.fbank_on_device).lower()
-        if choice not in FBANK_ON_DEVICE:
-            raise ValueError(
-                f"task.fbank_on_device must be one of {', '.join(FBANK_ON_DEVICE)}, got "
-                f"{cfg.fbank_on_device!r}"
-            )
-        self.fbank_on_device = choice == "true" or (choice == "auto" and torch.cuda.is_available())
         self._compiled = False
 
     def build_model(self, cfg, from_checkpoint=False):
+        # the model takes task.features and task.static_shapes at construction (build_model)
         model = super().build_model(cfg, from_checkpoint)
+        # fairseq_cli/train.py builds the model before it loads any dataset
         self.min_frames = getattr(model.cfg, "token_frames", 1)
-        model.static_shapes = bool(self.cfg.static_shapes)
         return model
+
+    def static_batch_clips(self, training: bool) -> int:
+        """Clips every batch of a split is padded to under ``static_shapes`` (0: no padding)."""
+        if not self.cfg.static_shapes:
+            return 0
+        name = "batch_size" if training else "batch_size_valid"
+        try:
+            clips = getattr(self.cfg, name)
+        except InterpolationResolutionError:  # a task config outside a full fairseq config
+            clips = None
+        if not clips:
+            raise ValueError(
+                "task.static_shapes pads every batch to dataset.batch_size clips: set "
+                "dataset.batch_size (and dataset.batch_size_valid), e.g. dataset.batch_size=32"
+            )
+        return int(clips)
 
     def load_dataset(self, split: str, **kwargs):
         manifest = read_manifest(
@@ -99,42 +108,31 @@ class MaeAstPretrainingTask(AudioTask):
             skip_invalid=self.cfg.skip_invalid,
             min_samples=self.cfg.min_sample_size,
         )
-        dataset = FbankAudioDataset(
+        training = split.startswith("train")
+        self.datasets[split] = FbankAudioDataset(
             manifest,
             features=self.cfg.features,
             max_sample_len_s=self.cfg.max_sample_len_s,
-            random_crop=split.startswith("train"),
+            random_crop=training,
             min_frames=self.min_frames,
             skip_invalid=self.cfg.skip_invalid,
             seed=self.cfg.seed,
             fbank_cache=self.fbank_cache(split, manifest),
-            waveforms=self.fbank_on_device,
+            pad_to_crop=bool(self.cfg.static_shapes),
+            pad_to_clips=self.static_batch_clips(training),
         )
-        dataset.pad_to_crop = bool(self.cfg.static_shapes)
-        self.datasets[split] = dataset
 
     def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, **kwargs):
-        if self.cfg.static_shapes and isinstance(dataset, FbankAudioDataset):
-            if not max_sentences:
-                raise ValueError(
-                    "task.static_shapes pads every batch to dataset.batch_size clips: set "
-                    "dataset.batch_size (and dataset.batch_size_valid), e.g. dataset.batch_size=32"
-                )
-            dataset.pad_to_clips = int(max_sentences)
+        static_clips = getattr(dataset, "pad_to_clips", 0)
+        if static_clips and not 0 < (max_sentences or 0) <= static_clips:
+            raise ValueError(
+                f"task.static_shapes pads every batch of this split to {static_clips} clips "
+                f"(dataset.batch_size / batch_size_valid) but batches of {max_sentences} were "
+                "asked for: iterate it with max_sentences at most that"
+            )
         return super().get_batch_iterator(
             dataset, max_tokens=max_tokens, max_sentences=max_sentences, **kwargs
         )
-
-    def features_on_device(self, sample):
-        """Replace a batch of waveforms (``fbank_on_device``) by its filterbanks, computed where
-        the batch is (the model's device); other batches pass unchanged."""
-        net_input = sample.get("net_input") if sample else None
-        if not net_input or "waveform" not in net_input:
-            return sample
-        source, padding_mask = batched_fbank(
-            net_input["waveform"], net_input["waveform_lengths"], self.cfg.features
-        )
-        return dict(sample, net_input={"source": source, "padding_mask": padding_mask})
 
     def _compile(self, model):
         if self.cfg.compile and not self._compiled:
@@ -150,16 +148,14 @@ class MaeAstPretrainingTask(AudioTask):
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         self._compile(model)
         before = compiled_graphs() if self.cfg.compile else 0
-        result = super().train_step(
-            self.features_on_device(sample), model, criterion, optimizer, update_num, ignore_grad
-        )
+        result = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
         if self.cfg.compile:
             result[2]["compiled_graphs"] = compiled_graphs() - before
         return result
 
     def valid_step(self, sample, model, criterion):
         self._compile(model)
-        return super().valid_step(self.features_on_device(sample), model, criterion)
+        return super().valid_step(sample, model, criterion)
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)

@@ -111,7 +111,7 @@ def reconstruction_images(model, fbank: torch.Tensor, seed: int = 0):
     source = fbank.unsqueeze(0)
     tokens, _, _ = model.tokenize(source, None)
     torch.manual_seed(seed)
-    out = model(source, mask=True)
+    out = model(fbank=source, mask=True)
     masked_idx = out["masked_idx"][0]
     masked = tokens.clone()
     masked[0, masked_idx] = float("nan")

@@ -1,16 +1,17 @@
-"""``mae-ast-benchmark-data``: clips/s of the audio -> filterbank input pipeline, for several
-DataLoader worker counts.
+"""``mae-ast-benchmark-data``: clips/s of the audio input pipeline, for several DataLoader
+worker counts.
 
 Runs the real pipeline of pretraining: ``read_manifest`` -> ``FbankAudioDataset`` (soundfile
-read, mono mixdown, resampling to 16 kHz when needed, crop to 10 s, Kaldi fbank) -> a torch
-``DataLoader`` with the dataset's ``collater`` (padding + padding mask).  Compare the result with
-``mae-ast-benchmark-pretrain``'s clips/s to see how many ``dataset.num_workers`` keep a GPU fed.
+read, mono mixdown, resampling to 16 kHz when needed, crop to 10 s) -> a torch ``DataLoader``
+with the dataset's ``collater`` (padding + padding mask); the model computes the filterbanks.
+Compare the result with ``mae-ast-benchmark-pretrain``'s clips/s to see how many
+``dataset.num_workers`` keep a GPU fed.
 
 Steady-state clips/s is timed after the first ``max(1, 2 x workers)`` batches (worker start-up
 and the prefetch queue), so give it enough clips (a few batches per worker beyond that); the
 rate over the whole run, start-up included, is reported too.  Each worker count reads the same
 clips (``--passes`` times, to have enough of them); the page cache is warm after the first
-pass, so this measures decoding and feature computation, not the disk.
+pass, so this measures decoding, resampling and cropping, not the disk.
 
 Examples::
 
@@ -21,8 +22,8 @@ Examples::
 
 ``--fbank-batched`` instead compares the two ways of computing the filterbanks of a batch of
 ``--batch-size`` clips of ``--clip-seconds`` (odd lengths, padded): torchaudio's Kaldi fbank
-clip by clip (the loader's path) and ``features.batched_fbank`` on the whole padded batch
-(``task.fbank_on_device``), on ``--device``::
+clip by clip (what the loader computed before the models took over their front end) and
+``features.batched_fbank`` on the whole padded batch (the models' front end), on ``--device``::
 
     mae-ast-benchmark-data --fbank-batched --device cuda --batch-size 32
 """
@@ -80,6 +81,8 @@ def generate_corpus(
 def measure(dataset, workers: int, batch_size: int, passes: int = 1) -> dict:
     import torch
 
+    from mae_ast_plugin.features import FbankConfig, num_frames
+
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
@@ -94,9 +97,13 @@ def measure(dataset, workers: int, batch_size: int, passes: int = 1) -> dict:
     first_time = None
     first_clips = clips = batches = frames = 0
     for batch in loader:
-        source = batch["net_input"]["source"]
-        clips += source.shape[0]
-        frames += int((~batch["net_input"]["padding_mask"]).sum())
+        net_input = batch["net_input"]
+        lengths = (~net_input["padding_mask"]).sum(dim=1).tolist()
+        clips += len(lengths)
+        if "source" in net_input:  # waveforms: the frames the model's front end will make
+            frames += sum(num_frames(n, FbankConfig()) for n in lengths)
+        else:
+            frames += sum(lengths)
         batches += 1
         if batches == 1:
             first_batch = time.perf_counter() - start
@@ -187,8 +194,9 @@ def fbank_batched_main(args) -> int:
     import statistics
 
     import torch
+    import torchaudio.compliance.kaldi
 
-    from mae_ast_plugin.features import FbankConfig, batched_fbank, compute_fbank
+    from mae_ast_plugin.features import FbankConfig, batched_fbank
 
     device = args.device
     if device == "auto":
@@ -219,7 +227,13 @@ def fbank_batched_main(args) -> int:
         return statistics.median(times)
 
     repeats = 3 if args.tiny else 10
-    per_clip = timed(lambda: [compute_fbank(c.to(device), cfg) for c in clips], repeats)
+    def torchaudio_fbank(clip):
+        return torchaudio.compliance.kaldi.fbank(
+            clip.to(device).unsqueeze(0), sample_frequency=cfg.sample_rate,
+            num_mel_bins=cfg.num_mel_bins, use_energy=False,
+        )
+
+    per_clip = timed(lambda: [torchaudio_fbank(c) for c in clips], repeats)
     batched = timed(lambda: batched_fbank(waves, sizes, cfg), repeats)
     gpu = {"gpu": torch.cuda.get_device_name(0)} if device == "cuda" else {}
     report = {

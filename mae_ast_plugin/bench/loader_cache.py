@@ -96,7 +96,7 @@ def main(argv=None):
     from mae_ast_plugin.data.fbank_cache import FbankCache
     from mae_ast_plugin.data.fbank_dataset import FbankAudioDataset
     from mae_ast_plugin.data.manifest import read_manifest
-    from mae_ast_plugin.features import FbankConfig
+    from mae_ast_plugin.features import FbankConfig, compute_fbank
 
     torch.set_num_threads(1)  # per-process cost, as in loader workers (0 workers: this process)
     features = FbankConfig()
@@ -116,7 +116,10 @@ def main(argv=None):
             )
             for name, cache in caches.items()
         }
-        exact = [datasets["audio"][i]["source"] for i in range(len(manifest))]
+        # the audio dataset yields waveforms: their fbank is what the model computes
+        exact = [
+            compute_fbank(datasets["audio"][i]["source"], features) for i in range(len(manifest))
+        ]
         half = [datasets["cache float16"][i]["source"] for i in range(len(manifest))]
         float16_error = max(float((h - e).abs().max()) for h, e in zip(half, exact, strict=True))
         value_range = (min(float(e.min()) for e in exact), max(float(e.max()) for e in exact))

@@ -127,10 +127,6 @@ def parse_args(argv=None):
         help="--trainer: eager, static (task.static_shapes), compiled (static + task.compile)",
     )
     parser.add_argument("--workers", type=int, help="--trainer: loader workers (default 6)")
-    parser.add_argument(
-        "--fbank-on-device", default="auto", choices=("auto", "true", "false"),
-        help="--trainer: task.fbank_on_device",
-    )
     parser.add_argument("--data-dir", help="--trainer: corpus directory (default: generated)")
     parser.add_argument("--out", help="write the JSON report here")
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -88,13 +88,12 @@ def trainer_markdown(report) -> str:
     """The ``--trainer`` table: one row per (model, tokens, layers, variant) with the step's and
     the loader's clips/s and which of the two limits training; then MAE-AST / SSAST per row."""
     header = [
-        "model", "tokens", "layers", "variant", "fbank on device", "step ms", "step clips/s",
+        "model", "tokens", "layers", "variant", "step ms", "step clips/s",
         "loader clips/s (workers)", "limit",
     ]
     rows = [
         [
-            r["model"], r["tokens"], r["layers"], r["variant"],
-            "yes" if r["fbank_on_device"] else "no", f"{1000 * r['step_s']:.1f}",
+            r["model"], r["tokens"], r["layers"], r["variant"], f"{1000 * r['step_s']:.1f}",
             f"{r['step_clips_per_s']:.1f}", f"{r['loader_clips_per_s']:.1f} ({r['workers']})",
             "loader" if r["loader_clips_per_s"] < r["step_clips_per_s"] else "model",
         ]

@@ -173,7 +173,7 @@ def run_config(spec: dict) -> dict:
 
     def body():
         with precision():
-            out = model(source, model_padding, mask=True)
+            out = model(fbank=source, padding_mask=model_padding, mask=True)
             mse, infonce, _ = masked_prediction_losses(
                 out["recon"].float(), out["cls"].float(), out["target"].float()
             )

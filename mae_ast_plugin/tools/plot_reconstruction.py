@@ -20,7 +20,7 @@ import torch
 import mae_ast_plugin  # noqa: F401  (registers the plugin, upgrades authors' checkpoints)
 from mae_ast_plugin.checkpoints import build_pretrained_model, features_config, read_checkpoint
 from mae_ast_plugin.cli import command_parser
-from mae_ast_plugin.features import compute_fbank, load_audio
+from mae_ast_plugin.features import load_audio
 from mae_ast_plugin.plotting import plot_reconstruction, reconstruction_images
 
 
@@ -43,7 +43,7 @@ def main(argv=None):
     features = features_config(state["cfg"])
     waveform = load_audio(args.audio, features.sample_rate)
     waveform = waveform[: int(args.max_seconds * features.sample_rate)]
-    fbank = compute_fbank(waveform, features)
+    fbank = model.front_end(waveform.unsqueeze(0))[0][0]  # the model's own filterbank
     images = reconstruction_images(model, fbank, seed=args.seed)
     masking = f"{model.cfg.mask_type} masking, ratio {model.cfg.mask_ratio}"
     title = f"{os.path.basename(args.audio)} - {masking}"

@@ -24,8 +24,8 @@ from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.features import (
     AudioError,
     as_mono_waveform,
-    compute_fbank,
     load_audio,
+    num_frames,
     resample,
 )
 
@@ -146,14 +146,15 @@ def benchmark_of(task) -> str | None:
     return TABLE1_BENCHMARKS.get((len(task.classes), bool(task.cfg.multi_label)))
 
 
-def clip_features(
+def clip_waveform(
     audio, task, sample_rate: int | None = None, channel_axis: int | None = None
 ) -> torch.Tensor:
-    """(frames, mel) filterbank of one clip, cropped as the evaluation splits are.
+    """The mono waveform (samples,) at ``task.features.sample_rate`` of one clip, cropped as the
+    evaluation splits are (from the start): what the loader gives the model.
 
     ``audio`` is a file path (read by :func:`load_audio`), or a waveform array/tensor at
     ``sample_rate`` Hz that :func:`as_mono_waveform` accepts (1-D, or 2-D with channels mixed
-    down; float or integer PCM), so an array gives the same features as the file it came from.
+    down; float or integer PCM), so an array gives the same input as the file it came from.
     """
     features = task.cfg.features
     if isinstance(audio, (str, os.PathLike)):
@@ -163,8 +164,7 @@ def clip_features(
             raise ValueError("a waveform needs its sample_rate (Hz)")
         waveform = as_mono_waveform(audio, channel_axis)
         waveform = resample(waveform, sample_rate, features.sample_rate)
-    waveform = waveform[: int(round(task.crop_seconds(training=False) * features.sample_rate))]
-    return compute_fbank(waveform, features)
+    return waveform[: int(round(task.crop_seconds(training=False) * features.sample_rate))]
 
 
 @torch.no_grad()
@@ -173,14 +173,14 @@ def predict_clip(
     channel_axis: int | None = None,
 ) -> torch.Tensor:
     """Class probabilities (C,) of one clip: a file path, or a waveform at ``sample_rate`` Hz
-    (see :func:`clip_features`).  Raises :class:`AudioError` for a clip shorter than one token."""
-    fbank = clip_features(audio, task, sample_rate, channel_axis)
-    if fbank.shape[0] < model.min_frames:
+    (see :func:`clip_waveform`); the model computes its filterbank.  Raises
+    :class:`AudioError` for a clip shorter than one token."""
+    waveform = clip_waveform(audio, task, sample_rate, channel_axis)
+    frames = num_frames(waveform.numel(), task.cfg.features)
+    if frames < model.min_frames:
         name = audio if isinstance(audio, (str, os.PathLike)) else "audio"
-        raise AudioError(
-            f"{name}: {fbank.shape[0]} frames, fewer than one token ({model.min_frames})"
-        )
-    logits = model(fbank.unsqueeze(0).to(device))["logits"][0]
+        raise AudioError(f"{name}: {frames} frames, fewer than one token ({model.min_frames})")
+    logits = model(source=waveform.unsqueeze(0).to(device))["logits"][0]
     return class_probabilities(logits, task.cfg.multi_label)
 
 

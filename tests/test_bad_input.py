@@ -66,7 +66,7 @@ def dataset(manifest_path, skip_invalid=False):
 def test_bad_clip_error_names_manifest_line_and_file(tmp_path, kind, reason):
     manifest, bad_line = manifest_with(tmp_path, kind)
     data = dataset(manifest)
-    assert data[0]["source"].shape[1] == 128
+    assert data[0]["source"].dim() == 1  # a waveform: the model computes the fbank
     with pytest.raises(AudioError) as info:
         data[len(data) - 1]
     message = str(info.value)

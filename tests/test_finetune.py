@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from mae_ast_plugin.data.labelled_dataset import LabelError
 from mae_ast_plugin.evaluation import cv, evaluate
+from mae_ast_plugin.features import FbankConfig
 from mae_ast_plugin.models import mae_ast_classifier
 from mae_ast_plugin.models.mae_ast_classifier import FeatureMismatchError
 from mae_ast_plugin.tasks.mae_ast_audio_classification import MaeAstAudioClassificationConfig
@@ -258,6 +259,28 @@ def build_classifier(base, data, **options):
         }
     )
     return task, task.build_model(cfg)
+
+
+def test_the_classifier_and_its_datasets_are_built_whole(base, small_data):
+    """The model resolves its encoder's config without writing into the config it was given;
+    the task records it in the config that checkpoints save; datasets loaded after the model
+    (fairseq_cli/train.py's order) get the token size at construction."""
+    checkpoint = str(pretrained_checkpoint(base))
+    given = OmegaConf.structured(
+        mae_ast_classifier.MaeAstClassifierConfig(pretrained_checkpoint=checkpoint)
+    )
+    model = mae_ast_classifier.MaeAstClassifier(given, num_classes=3, features=FbankConfig())
+    assert given.pretrained_cfg is None
+    assert model.cfg.pretrained_cfg["checkpoint"] == checkpoint
+    assert model.front_end.cfg == FbankConfig()
+
+    task = make_task(small_data)
+    cfg = OmegaConf.create({"_name": "mae_ast_classifier", "pretrained_checkpoint": checkpoint})
+    model = task.build_model(cfg)
+    assert cfg.pretrained_cfg == model.cfg.pretrained_cfg
+    assert cfg.pretrained_cfg["model"]["encoder_layers"] == 2
+    task.load_dataset("train")
+    assert task.dataset("train").min_frames == model.min_frames == 16
 
 
 def test_layer_decay_requires_the_composite_optimizer(base, small_data):

@@ -1,6 +1,6 @@
-"""Issue 14.1-14.2 through fairseq-hydra-train on CPU: filterbanks on the device, static shapes
-and torch.compile inside fairseq's trainer train like the eager loader path, compile nothing
-after warm-up, and leave checkpoints that load and resume without compile."""
+"""Through fairseq-hydra-train on CPU: the model's own fbank front end and the fbank cache, static
+shapes and torch.compile inside fairseq's trainer train alike, compile nothing after warm-up,
+and leave checkpoints that load and resume without compile."""
 
 import pytest
 import torch
@@ -46,8 +46,17 @@ def eager_static(tiny_corpus, tmp_path_factory):
     return train(tiny_corpus, tmp_path_factory.mktemp("eager"), "task.static_shapes=true")[1]
 
 
-def test_fbank_on_device_trains_like_loader_fbank(eager_static, tiny_corpus, tmp_path):
-    _, logs = train(tiny_corpus, tmp_path, "task.static_shapes=true", "task.fbank_on_device=true")
+def test_cached_fbank_trains_like_the_models_front_end(eager_static, tiny_corpus, tmp_path):
+    """Batches of cached filterbanks (net_input ``fbank``) train as batches of waveforms whose
+    filterbanks the model computes (net_input ``source``)."""
+    from mae_ast_plugin.data.fbank_cache import build_split
+    from mae_ast_plugin.features import FbankConfig
+
+    cache = tmp_path / "cache"
+    build_split(str(tiny_corpus / "train.tsv"), str(cache), "train", FbankConfig())
+    _, logs = train(
+        tiny_corpus, tmp_path / "run", "task.static_shapes=true", f"task.fbank_cache={cache}"
+    )
     assert_same_losses(logs, eager_static)
 
 

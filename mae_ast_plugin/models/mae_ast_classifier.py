@@ -120,15 +120,23 @@ class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
     SpecAugment, mixup and layer-wise learning-rate decay."""
 
     def __init__(self, cfg: MaeAstClassifierConfig, num_classes: int, features: FbankConfig):
+        """``cfg`` is left as it is; ``self.cfg`` is a copy with ``pretrained_cfg`` filled in
+        (the task stores it in the checkpoint's config)."""
+        pretrained_cfg, state = cfg.pretrained_cfg, None
+        if pretrained_cfg is None:
+            pretrained_cfg, state = self.pretrained_config(cfg, features)
         super().__init__(
-            self._build_encoder(cfg, features),
+            self._build_encoder(cfg, pretrained_cfg, features, state),
             num_classes,
             layer_weighting=cfg.layer_weighting,
             projector_dim=cfg.projector_dim,
             head_layer_norm=cfg.head_layer_norm,
             freeze_encoder=cfg.freeze_encoder,
         )
-        self.cfg = cfg
+        if OmegaConf.is_config(cfg):
+            self.cfg = OmegaConf.merge(cfg, {"pretrained_cfg": pretrained_cfg})
+        else:
+            self.cfg = dataclasses.replace(cfg, pretrained_cfg=pretrained_cfg)
         if cfg.freeze_encoder:
             self.encoder_model.requires_grad_(False)
         if cfg.layer_decay != 1.0:
@@ -140,32 +148,35 @@ class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
 
     # ----------------------------------------------------------------------------------------
     @staticmethod
-    def _build_encoder(cfg: MaeAstClassifierConfig, features) -> BaseFairseqModel:
-        """Rebuild the pretrained encoder (weights loaded unless restoring a fine-tuned
-        checkpoint, whose own weights follow), or a fresh one from ``cfg.encoder``."""
-        state = None
-        if cfg.pretrained_cfg is None:
-            if cfg.pretrained_checkpoint:
-                state = read_checkpoint(cfg.pretrained_checkpoint)
-                model_cfg = _container(state["cfg"].model)
-                pretrained_features = _feature_dict(features_config(state["cfg"]))
-            else:
-                model_cfg = {**_container(cfg.encoder), "_name": "mae_ast"}
-                pretrained_features = _feature_dict(features)
-            cfg.pretrained_cfg = {
-                "checkpoint": cfg.pretrained_checkpoint,
-                "model": model_cfg,
-                "features": pretrained_features,
-            }
-        source = cfg.pretrained_cfg.get("checkpoint") or "the scratch encoder"
-        expected = {k: cfg.pretrained_cfg["features"].get(k) for k in _FEATURE_FIELDS}
+    def pretrained_config(cfg: MaeAstClassifierConfig, features) -> tuple[dict, Optional[dict]]:
+        """The encoder's ``pretrained_cfg`` (``checkpoint``, its ``model`` config and its
+        ``features``) for a model starting fine-tuning, and the pretraining checkpoint state
+        its weights come from (None for a scratch encoder built from ``cfg.encoder``)."""
+        if not cfg.pretrained_checkpoint:
+            model_cfg = {**_container(cfg.encoder), "_name": "mae_ast"}
+            return {"checkpoint": "", "model": model_cfg, "features": _feature_dict(features)}, None
+        state = read_checkpoint(cfg.pretrained_checkpoint)
+        pretrained_cfg = {
+            "checkpoint": cfg.pretrained_checkpoint,
+            "model": _container(state["cfg"].model),
+            "features": _feature_dict(features_config(state["cfg"])),
+        }
+        return pretrained_cfg, state
+
+    @staticmethod
+    def _build_encoder(cfg, pretrained_cfg, features, state) -> BaseFairseqModel:
+        """The encoder ``pretrained_cfg`` describes, with the weights of the pretraining
+        checkpoint ``state`` (None: restoring a fine-tuned checkpoint, whose own weights follow,
+        or a scratch encoder)."""
+        source = pretrained_cfg.get("checkpoint") or "the scratch encoder"
+        expected = {k: pretrained_cfg["features"].get(k) for k in _FEATURE_FIELDS}
         if _feature_dict(features) != expected:
             raise FeatureMismatchError(
                 f"task.features {_feature_dict(features)} differ from those {source} was "
                 f"pretrained with, {expected}: set task.features to the pretrained values"
             )
 
-        model_cfg = OmegaConf.create(_container(cfg.pretrained_cfg["model"]))
+        model_cfg = OmegaConf.create(_container(pretrained_cfg["model"]))
         with open_dict(model_cfg):
             for key in ("dropout", "attention_dropout", "encoder_layerdrop"):
                 if getattr(cfg, key) is not None:
@@ -173,7 +184,7 @@ class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
         if state is not None:
             state["cfg"].model = model_cfg
             encoder = build_pretrained_model(state)
-            logger.info("encoder loaded from %s", cfg.pretrained_checkpoint)
+            logger.info("encoder loaded from %s", pretrained_cfg["checkpoint"])
         else:
             encoder = build_pretraining_network(model_cfg, features)
         encoder.remove_pretraining_modules()

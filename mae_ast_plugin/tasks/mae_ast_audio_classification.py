@@ -114,17 +114,15 @@ class MaeAstAudioClassificationTask(AudioTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        # fairseq hands the model a merged copy of cfg; write the encoder config the model
-        # resolved back into the caller's cfg, which is the one saved in checkpoints, so that a
-        # fine-tuned checkpoint rebuilds without the pretrained one.
+        # fairseq builds the model from a merged copy of cfg and saves the caller's: record the
+        # encoder config the model resolved there, so that a fine-tuned checkpoint rebuilds
+        # without the pretrained one.
         if OmegaConf.is_config(cfg) and getattr(model, "cfg", None) is not None:
             with open_dict(cfg):
                 cfg.pretrained_cfg = model.cfg.pretrained_cfg
-        # Clips must hold one token; datasets loaded before the model (fairseq loads the valid
-        # sets first) learn the token size now.
+        # Clips must hold one token: the datasets get the token size at construction
+        # (fairseq_cli/train.py builds the model before it loads any dataset).
         self.min_frames = model.min_frames
-        for dataset in self.datasets.values():
-            dataset.min_frames = max(dataset.min_frames, self.min_frames)
         return model
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):

@@ -47,9 +47,10 @@ def _task(name, data, persistent):
     return task
 
 
-def delivered_crops(name, data, workers, persistent, first_epoch=1, epochs=EPOCHS):
+def delivered_crops(name, data, workers, persistent, first_epoch=1, epochs=EPOCHS, batches=None):
     """{clip id: [hash of its crop in each epoch]} from the task's own batch iterator (what
-    fairseq's trainer calls), starting at ``first_epoch`` as a resumed run does."""
+    fairseq's trainer calls), starting at ``first_epoch`` as a resumed run does; the clip ids of
+    each batch are appended to ``batches``."""
     logging.disable(logging.WARNING)  # pin_memory without a GPU
     try:
         task = _task(name, data, persistent)
@@ -59,6 +60,8 @@ def delivered_crops(name, data, workers, persistent, first_epoch=1, epochs=EPOCH
         crops = {}
         for _ in range(epochs):
             for batch in itr.next_epoch_itr(shuffle=True):
+                if batches is not None:
+                    batches.append(batch["id"].tolist())
                 for row, index in enumerate(batch["id"].tolist()):
                     digest = hashlib.sha1(batch["net_input"]["source"][row].numpy().tobytes())
                     crops.setdefault(index, []).append(digest.hexdigest())
@@ -80,9 +83,17 @@ def test_crops_change_every_epoch_and_do_not_depend_on_workers(long_clips, name)
         assert crops == reference, setting
 
 
-def test_a_resumed_run_crops_as_the_uninterrupted_one(long_clips):
+def test_a_resumed_run_crops_and_batches_as_the_uninterrupted_one(long_clips):
     """A run restarted at epoch 3 (new workers, the dataset told epoch 3 when its iterator is
-    made) delivers epoch 3's crops of the run that never stopped (persistent workers)."""
-    uninterrupted = delivered_crops("mae_ast_pretraining", long_clips, 2, True)
-    resumed = delivered_crops("mae_ast_pretraining", long_clips, 2, True, first_epoch=3, epochs=1)
+    made) delivers epoch 3's batches and crops of the run that never stopped (persistent
+    workers).  The clips are all cropped to one size, so the length order is all ties: the
+    batches differ if the tie-breaking order is drawn from the epoch the run starts at."""
+    batches, resumed_batches = [], []
+    uninterrupted = delivered_crops("mae_ast_pretraining", long_clips, 2, True, batches=batches)
+    resumed = delivered_crops(
+        "mae_ast_pretraining", long_clips, 2, True, first_epoch=3, epochs=1,
+        batches=resumed_batches,
+    )
     assert resumed == {index: hashes[2:] for index, hashes in uninterrupted.items()}
+    assert len(batches) == 3 * len(resumed_batches)
+    assert resumed_batches == batches[2 * len(resumed_batches) :]

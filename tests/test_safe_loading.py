@@ -64,7 +64,7 @@ def test_every_loader_refuses_a_checkpoint_that_would_run_code(
             path)
     refuses(lambda: demo.encoder_overrides(path), path)
     config = MaeAstClassifierConfig(pretrained_checkpoint=str(path))  # fine-tuning's encoder
-    refuses(lambda: MaeAstClassifier._build_encoder(config, FbankConfig()), path)
+    refuses(lambda: MaeAstClassifier.pretrained_config(config, FbankConfig()), path)
 
     wav = tmp_path / "a.wav"
     soundfile.write(wav, synth_clip(np.random.default_rng(0), 1.0, 16000), 16000)

@@ -1,5 +1,6 @@
-# The two commands of the README: `make demo` (the main job on the built-in demo data) and
-# `make test` (the linter, then the tests).  Both create .venv on first use and install into it;
+# The commands of the README: `make demo` (the main job on the built-in demo data), `make test`
+# (the linter, then every test) and `make test-fast` (the linter, then the tests that start no
+# Python process: pytest -m "not slow", under a minute).  Both create .venv on first use and install into it;
 # later runs reuse it.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 # Re-install only when the requirements change.
 STAMP := $(VENV)/.installed-$(shell cat setup.py Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test clean-demo
+.PHONY: install demo test test-fast clean-demo
 
 install: $(STAMP)
 
@@ -32,6 +33,10 @@ demo: install
 test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q --durations=15 tests
+
+test-fast: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean-demo:
 	rm -rf data/demo manifests/demo outputs/demo

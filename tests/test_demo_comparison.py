@@ -30,6 +30,7 @@ def test_verdict_and_lines():
     assert not result["exceeds_2se"] and "does NOT exceed" in lines[3]
 
 
+@pytest.mark.slow
 def test_probe_stage_and_timing(tmp_path, monkeypatch):
     demo = load_demo()
     manifests = tmp_path / "manifests"
@@ -47,6 +48,7 @@ def test_probe_stage_and_timing(tmp_path, monkeypatch):
     assert result["gain"] == pytest.approx(probed["test"] - control["test"])
 
 
+@pytest.mark.slow
 def test_finetune_stage_runs_side_by_side_and_scores_both(tmp_path, monkeypatch, capsys):
     """The demo's fine-tuning stage: both runs (pretrained, scratch with the same encoder size)
     train at once through fairseq-hydra-train, and each best checkpoint is scored on test."""
@@ -84,6 +86,7 @@ def test_finetune_stage_runs_side_by_side_and_scores_both(tmp_path, monkeypatch,
     assert "finished by an earlier run of the same command, skipped" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_failed_finetuning_run_is_named(tmp_path, monkeypatch):
     demo = load_demo()
     monkeypatch.setattr(demo, "OUT", tmp_path / "out")

@@ -28,6 +28,9 @@ from mae_ast_plugin.export import NotExportableError, authors_cfg
 from mae_ast_plugin.export import main as export_main
 from mae_ast_plugin.features import FbankConfig
 
+# Every test here starts a Python process (README, "Commands": the test tiers).
+pytestmark = pytest.mark.slow
+
 FIXTURES = REPO / "tests" / "fixtures" / "authors-mae-ast"
 EXPORT = str(Path(sys.executable).parent / "mae-ast-export")
 # Clip lengths in samples.  ALIGNED: whole 16-frame patch rows (400 + 160 (F - 1) samples for

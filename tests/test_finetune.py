@@ -38,6 +38,7 @@ def make_task(data, **overrides):
 
 
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_recipe_trains_and_evaluates(recipe, runs, base, tmp_path):
     checkpoint = checkpoint_of(runs, recipe)
@@ -57,6 +58,7 @@ def test_recipe_trains_and_evaluates(recipe, runs, base, tmp_path):
         assert (tmp_path / "metrics.confusion.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_validation_logs_the_best_checkpoint_metric(runs):
     for recipe, metric in (("esc50", "valid_accuracy"), ("audioset_20k", "valid_mAP")):
         log = (checkpoint_of(runs, recipe).parents[1] / "hydra_train.log").read_text()
@@ -65,6 +67,7 @@ def test_validation_logs_the_best_checkpoint_metric(runs):
         assert 0.0 <= state["extra_state"]["val_loss"] <= 1.0  # the metric chose checkpoint_best
 
 
+@pytest.mark.slow
 def test_authors_checkpoint_with_layer_decay(runs, base, tmp_path):
     checkpoint = checkpoint_of(runs, "authors_layer_decay")
     log = (checkpoint.parents[1] / "hydra_train.log").read_text()
@@ -79,6 +82,7 @@ def test_authors_checkpoint_with_layer_decay(runs, base, tmp_path):
     assert result["model"]["encoder_layers"] == 2 and result["benchmark"] == "KS1"
 
 
+@pytest.mark.slow
 def test_scratch_frozen_encoder(runs):
     state = torch.load(
         checkpoint_of(runs, "scratch_frozen"), map_location="cpu", weights_only=False
@@ -91,6 +95,7 @@ def test_scratch_frozen_encoder(runs):
     )
 
 
+@pytest.mark.slow
 def test_finetuned_checkpoint_loads_without_training_data_or_pretrained_file(runs, monkeypatch):
     from mae_ast_plugin.tools.predict import load_classifier
 
@@ -104,6 +109,7 @@ def test_finetuned_checkpoint_loads_without_training_data_or_pretrained_file(run
     assert logits.shape == (1, 50)
 
 
+@pytest.mark.slow
 def test_cross_validation_runner(runs, base, tmp_path):
     """Two ESC-50 folds: fold 1 reuses the recipe run (resumed from its metrics.json), fold 2
     trains; the summary averages test accuracy."""
@@ -239,6 +245,7 @@ def test_multi_label_targets(tmp_path):
     assert torch.equal(target, expected)
 
 
+@pytest.mark.slow
 def test_features_must_match_the_pretrained_checkpoint(base, small_data):
     task = make_task(small_data, features={"num_mel_bins": 64})
     cfg = OmegaConf.create(
@@ -260,6 +267,7 @@ def build_classifier(base, data, **options):
     return task, task.build_model(cfg)
 
 
+@pytest.mark.slow
 def test_layer_decay_requires_the_composite_optimizer(base, small_data):
     from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 
@@ -277,6 +285,7 @@ def test_layer_decay_requires_the_composite_optimizer(base, small_data):
         model.check_optimizer(adam)
 
 
+@pytest.mark.slow
 def test_augmentations_and_layer_weighting(base, small_data):
     torch.manual_seed(0)
     _, model = build_classifier(

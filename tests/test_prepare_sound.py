@@ -53,6 +53,7 @@ def test_esc50_folds(tmp_path, capsys):
     assert tree_bytes(tmp_path / "out") == tree_bytes(tmp_path / "again")
 
 
+@pytest.mark.slow
 def test_esc50_unknown_category_is_a_clean_error(tmp_path):
     root, _ = fake.make_esc50(tmp_path)
     meta = root / "meta" / "esc50.csv"

@@ -58,6 +58,7 @@ def run_cli(*args):
     return proc
 
 
+@pytest.mark.slow
 def test_pitch_classes_are_separable_and_cached(pitch_task, tmp_path):
     # the control encoder (fresh weights): the fixture's own weights are made-up test values
     cache = tmp_path / "cache"
@@ -149,6 +150,7 @@ def test_random_init_keeps_architecture_and_input_statistics():
                        fresh.model.state_dict()[weight])
 
 
+@pytest.mark.slow
 def test_bad_input_names_the_file(pitch_task, tmp_path):
     task = tmp_path / "bad"
     task.mkdir()
@@ -197,6 +199,7 @@ def test_checkpoint_digest_of_a_file_and_of_a_folder(tmp_path):
     assert len({first, changed, probe_data.file_digest(str(folder))}) == 3
 
 
+@pytest.mark.slow
 def test_help_shows_an_example():
     proc = subprocess.run([str(Path(sys.executable).parent / "mae-ast-probe"), "--help"],
                           capture_output=True, text=True, timeout=120)

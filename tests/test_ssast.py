@@ -119,6 +119,7 @@ def test_remove_pretraining_modules_keeps_feature_extraction():
     assert torch.equal(features, out["x"]) and padding is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config_name,token_frames", [("ssast_patch", 16), ("ssast_frame", 2)])
 def test_hydra_train_ssast_config_and_reload(tiny_pretrained, config_name, token_frames):
     """fairseq-hydra-train with the SSAST config (conftest.tiny_pretrained: a run shared with

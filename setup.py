@@ -5,6 +5,10 @@ Python 3.11+, and the working fork (fairseq-fixed) must be compiled against the 
 torch with ``--no-build-isolation``, which pip cannot arrange through install_requires.  Users
 with their own fairseq keep it; everyone else runs ``make install`` (see the Makefile) or
 ``pip install --no-build-isolation fairseq-fixed==0.12.3.1`` after torch.
+
+The training configs are the repository's top-level ``config/``; ``mae_ast_plugin/config`` is a
+symbolic link to it, so the package data below copies the yaml files into every wheel (one copy
+in git) and ``mae-ast-config-dir`` prints where an installation keeps them.
 """
 
 from setuptools import find_packages, setup
@@ -18,6 +22,7 @@ setup(
     license="MIT",
     python_requires=">=3.11,<3.13",
     packages=find_packages(include=["mae_ast_plugin", "mae_ast_plugin.*"]),
+    package_data={"mae_ast_plugin": ["config/**/*.yaml"]},
     install_requires=[
         "torch==2.11.0",
         "torchaudio==2.11.0",
@@ -52,6 +57,7 @@ setup(
             "mae-ast-results-table = mae_ast_plugin.evaluation.results_table:main",
             "mae-ast-cv = mae_ast_plugin.evaluation.cv:main",
             "mae-ast-probe = mae_ast_plugin.evaluation.probe:main",
+            "mae-ast-config-dir = mae_ast_plugin.hydra_configs:main",
         ]
     },
     extras_require={

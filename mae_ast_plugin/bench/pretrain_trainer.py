@@ -22,8 +22,8 @@ from mae_ast_plugin.bench.pretrain_configs import (
 )
 from mae_ast_plugin.bench.pretrain_report import machine_info, trainer_markdown
 from mae_ast_plugin.bench.report import command_line, log, write_report
+from mae_ast_plugin.hydra_configs import compose
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout: config/pretrain
 # Every third clip at 44.1 kHz: the loader's resampling is part of what it costs.
 TRAINER_RATES = (16000, 16000, 44100)
 
@@ -32,24 +32,6 @@ VARIANTS = {
     "static": ["task.static_shapes=true"],
     "compiled": ["task.static_shapes=true", "task.compile=true"],
 }
-
-
-def compose_fairseq_config(config_name: str, overrides):
-    """The config fairseq-hydra-train would run: the yaml composed with hydra, fairseq's
-    defaults added, interpolations resolved."""
-    from fairseq.dataclass.initialize import add_defaults, hydra_init
-    from fairseq.dataclass.utils import omegaconf_no_object_check
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    hydra_init(config_name)
-    with initialize_config_dir(config_dir=str(REPO / "config" / "pretrain"), version_base=None):
-        cfg = compose(config_name=config_name, overrides=list(overrides))
-    add_defaults(cfg)
-    with omegaconf_no_object_check():
-        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    OmegaConf.set_struct(cfg, True)
-    return cfg
 
 
 def run_trainer_config(spec: dict) -> dict:
@@ -90,7 +72,7 @@ def run_trainer_config(spec: dict) -> dict:
         *(["task.compile_mode=" + spec["compile_mode"]] if spec.get("compile_mode") else []),
     ]
     config_name = f"{spec['model']}_{spec['tokens']}"
-    cfg = compose_fairseq_config(config_name, overrides)
+    cfg = compose("pretrain", config_name, overrides)
     utils.import_user_module(cfg.common)
     torch.manual_seed(spec["seed"])
     task = tasks.setup_task(cfg.task)

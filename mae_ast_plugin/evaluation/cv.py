@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic_io import atomic_write_json
+from ..hydra_configs import PACKAGE_DIR, config_dir
 from . import evaluate
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout: config/finetune holds the recipes
 HYDRA_TRAIN = str(Path(sys.executable).parent / "fairseq-hydra-train")
 
 
@@ -44,16 +44,16 @@ def check_overrides(overrides, eval_split: str):
 def train_fold(config_name, data_dir, pretrained, run_dir, overrides):
     cmd = [
         HYDRA_TRAIN,
-        "--config-dir", str(REPO / "config" / "finetune"),
+        "--config-dir", str(config_dir("finetune")),  # the installed recipes
         "--config-name", config_name,
-        f"common.user_dir={REPO / 'mae_ast_plugin'}",
+        f"common.user_dir={PACKAGE_DIR}",
         f"task.data={data_dir}",
         f"model.pretrained_checkpoint={pretrained}",
         f"hydra.run.dir={run_dir}",
         *overrides,
     ]
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
+    subprocess.run(cmd, check=True)
 
 
 def summarize(fold_results: dict) -> dict:
@@ -109,7 +109,8 @@ def main(argv=None):
             print(f"fold {fold}: {metrics_path} exists, not rerun")
             result = json.loads(metrics_path.read_text())
         else:
-            train_fold(args.config_name, data_dir, args.pretrained, run_dir, args.overrides)
+            pretrained = Path(args.pretrained).resolve()
+            train_fold(args.config_name, data_dir, pretrained, run_dir, args.overrides)
             result = evaluate.evaluate(
                 run_dir / "checkpoints" / "checkpoint_best.pt",
                 str(data_dir),

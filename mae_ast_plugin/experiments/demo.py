@@ -35,7 +35,7 @@ from pathlib import Path
 
 from mae_ast_plugin.atomic_io import atomic_write_json
 from mae_ast_plugin.cli import command_parser
-from mae_ast_plugin.experiments.runs import REPO
+from mae_ast_plugin.experiments.runs import REPO, require_checkout
 
 OUT = Path("outputs/demo")
 FINISHED = "finished.json"  # in a run directory: the command that completed it
@@ -233,7 +233,7 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    os.chdir(REPO)
+    os.chdir(require_checkout("mae-ast-demo"))
     started = time.monotonic()
     load_before = os.getloadavg()
     with stage("corpus"):

@@ -1,6 +1,10 @@
 """Running training commands from the checkout and keeping their results: what the experiment
 drivers share (atomic JSON results, measured subprocess runs, interrupted runs started over,
 the machine's load while they run).
+
+The drivers are research tools of the repository, not of an installed package: they read
+config/ and write data/, outputs/ and docs/ of the checkout, and ``require_checkout`` stops them
+with a message elsewhere (the library itself uses the packaged configs: hydra_configs).
 """
 
 import datetime
@@ -16,6 +20,18 @@ from pathlib import Path
 from mae_ast_plugin.atomic_io import atomic_write_json, nan_to_null
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout: configs, data, outputs and docs
+
+
+def require_checkout(command: str) -> Path:
+    """The repository checkout this package runs from (``REPO``); a package installed from a
+    wheel has none, and ``command`` exits saying so instead of writing into site-packages."""
+    if not ((REPO / "setup.py").is_file() and (REPO / "config" / "pretrain").is_dir()):
+        raise SystemExit(
+            f"{command} runs from the repository checkout (it reads config/ and writes data/, "
+            f"outputs/ and docs/ there), but this mae_ast_plugin is installed in {REPO}: clone "
+            "the repository, `pip install -e .` and run it there"
+        )
+    return REPO
 
 
 def shown(path) -> str:

@@ -29,7 +29,8 @@ stopped; a half-finished run directory is deleted and the run redone, so timings
 
 This module is the driver (commands, steps, results.json); the rows, tasks and presets are
 table1_design.py, the probe step table1_probe.py, the figure and the report table1_report.py,
-the measured runs runs.py.
+the measured runs runs.py.  It runs from the repository checkout (config/, outputs/, docs/),
+and says so elsewhere.
 """
 
 import os
@@ -49,6 +50,7 @@ from mae_ast_plugin.experiments.runs import (
     fresh_run_dir,
     now_iso,
     read_json,
+    require_checkout,
     run_measured,
     shown,
     write_json,
@@ -297,6 +299,7 @@ def run_table1(argv=None) -> dict:
     """Every step of the experiment for the command line ``argv``; returns results.json's
     content."""
     args = resolve_args(get_parser().parse_args(argv))
+    require_checkout("mae-ast-table1")
     config = dict(PRESETS[args.preset])
     seeds = tuple(args.seeds or config["seeds"])
     session_start, started = now_iso(), time.monotonic()

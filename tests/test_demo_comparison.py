@@ -21,7 +21,7 @@ def test_verdict_and_lines():
     assert lines[1] == "  pretrained encoder: 0.400 ± 0.040"
     assert lines[2] == "  random init:        0.220 ± 0.030"
     assert "gain +0.180" in lines[3] and "the gain exceeds twice its standard error" in lines[3]
-    # the fine-tuning result: 0.417 against 0.344 on 96 clips says nothing
+    # a fine-tuning result once reported: 0.417 against 0.344 on 96 clips says nothing
     from mae_ast_plugin.evaluation.probe import binomial_se
 
     result, lines = demo.comparison_lines(

@@ -162,7 +162,7 @@ def test_console_scripts_show_usage_and_an_example(command, monkeypatch, capsys)
 
 @pytest.mark.slow
 def test_evaluate_skip_invalid_is_the_remedy_it_offers(runs, base, tmp_path, capsys):
-    """Case 06 of issue 10: a test line too short for one token is an error naming the line
+    """A test line too short for one token is an error naming the line
     and a remedy mae-ast-evaluate offers (--skip-invalid), which skips and counts it."""
     data = tmp_path / "data"
     shutil.copytree(recipe_data(base, "speechcommands_v2"), data)
@@ -195,7 +195,7 @@ def test_evaluate_skip_invalid_is_the_remedy_it_offers(runs, base, tmp_path, cap
 
 @pytest.mark.slow
 def test_evaluate_writes_null_not_nan_when_map_is_undefined(runs, base, tmp_path, capsys):
-    """Case 10 of issue 10: no positive label in the split: mAP null with the reason, strict
+    """No positive label in the split: mAP null with the reason, strict
     JSON, exit status 1, and the results table refuses the file."""
     data = tmp_path / "data"
     shutil.copytree(recipe_data(base, "audioset_20k"), data)

@@ -162,10 +162,10 @@ def test_authors_format_loads_in_s3prl_with_the_same_hidden_states(name, checkpo
 def test_authors_format_refuses_options_it_lacks(runs, checkpoints, tmp_path):
     from omegaconf import OmegaConf
 
-    from mae_ast_plugin.models.mae_ast import MaeAstConfig
+    from mae_ast_plugin.models.mae_ast import MaeAstModelConfig
 
     def cfg(**changes):
-        fields = dataclasses.asdict(MaeAstConfig())
+        fields = dataclasses.asdict(MaeAstModelConfig())
         return OmegaConf.create({**fields, "_name": "mae_ast", **changes})
 
     fbank = FbankConfig()

@@ -1,4 +1,4 @@
-"""Issue 14.1: filterbanks of the whole padded batch on the model's device, equal to
+"""Filterbanks of the whole padded batch on the model's device, equal to
 torchaudio's Kaldi fbank per clip (the features every other path computes)."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""Issue 14.4: loader workers are stopped when training ends, before interpreter shutdown
+"""Loader workers are stopped when training ends, before interpreter shutdown
 (where fairseq's persistent, pin-memory DataLoader iterators hung the exit on a GPU machine)."""
 
 import multiprocessing

@@ -181,7 +181,7 @@ def test_audioset_unknown_mid_and_unlabelled_segment(tmp_path):
 
 
 def test_esc50_valid_never_shares_a_source_recording(tmp_path, capsys):
-    """Case 01 of issue 10: takes of one source recording on both sides of train/valid."""
+    """Takes of one source recording on both sides of train/valid."""
     root, frames = fake.make_esc50(tmp_path, sources=4, rare="siren")
     run_main("esc50", [root, "--dest", tmp_path / "out"])
     out = capsys.readouterr().out

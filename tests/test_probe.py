@@ -173,7 +173,7 @@ def test_gain_over_control():
     assert best["exceeds_2se"]
     last = probe_classifier.gain_over_control(a, b, which="last")
     assert last["gain"] == pytest.approx(0.05) and not last["exceeds_2se"]
-    # the fine-tuning numbers: 0.417 vs 0.344 on 96 clips is within noise
+    # fine-tuning numbers once reported: 0.417 vs 0.344 on 96 clips is within noise
     ft = probe_classifier.gain_over_control(
         {"test": 0.417, "test_se": probe_classifier.binomial_se(0.417, 96)},
         {"test": 0.344, "test_se": probe_classifier.binomial_se(0.344, 96)},

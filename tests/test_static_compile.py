@@ -1,4 +1,4 @@
-"""Issue 14.1-14.2 through fairseq-hydra-train on CPU: filterbanks on the device, static shapes
+"""Speed options through fairseq-hydra-train on CPU: filterbanks on the device, static shapes
 and torch.compile inside fairseq's trainer train like the eager loader path, compile nothing
 after warm-up, and leave checkpoints that load and resume without compile."""
 

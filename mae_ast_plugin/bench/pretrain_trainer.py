@@ -20,8 +20,8 @@ from mae_ast_plugin.bench.pretrain_configs import (
     run_all,
     run_in_subprocess,
 )
-from mae_ast_plugin.bench.pretrain_report import machine_info, trainer_markdown
-from mae_ast_plugin.bench.report import command_line, log, write_report
+from mae_ast_plugin.bench.pretrain_report import trainer_markdown
+from mae_ast_plugin.bench.report import command_line, log, machine_info, write_report
 from mae_ast_plugin.hydra_configs import compose
 
 # Every third clip at 44.1 kHz: the loader's resampling is part of what it costs.

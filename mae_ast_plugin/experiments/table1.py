@@ -342,8 +342,8 @@ def run_table1(argv=None) -> dict:
                          "load_1min": load.samples})
         write_json(sessions_path, sessions)
 
+    from mae_ast_plugin.bench.report import machine_info
     from mae_ast_plugin.experiments.table1_report import (
-        machine_info,
         plot_losses,
         probe_table,
         results_table,

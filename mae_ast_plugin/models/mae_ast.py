@@ -12,8 +12,10 @@ from ..modules.masking import MASK_TYPES
 
 
 @dataclass
-class MaeAstConfig(FairseqDataclass, mae_ast.MaeAstConfig):
-    """The network's config (defaults are the paper's) as a fairseq/hydra config node."""
+class MaeAstModelConfig(FairseqDataclass, mae_ast.MaeAstConfig):
+    """The config of :class:`MaeAstModel`: the network's :class:`~..modules.mae_ast.MaeAstConfig`
+    (defaults are the paper's) as a fairseq/hydra config node.  A config is named after the
+    class it builds: ``modules`` holds the networks' plain configs, ``models`` the fairseq ones."""
 
     mask_type: ChoiceEnum(MASK_TYPES) = field(
         default="chunk",
@@ -41,6 +43,6 @@ class PretrainingModelMixin:
         return state_dict
 
 
-@register_model("mae_ast", dataclass=MaeAstConfig)
+@register_model("mae_ast", dataclass=MaeAstModelConfig)
 class MaeAstModel(PretrainingModelMixin, mae_ast.MaeAst, BaseFairseqModel):
     pass

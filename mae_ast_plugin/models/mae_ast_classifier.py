@@ -28,7 +28,7 @@ from omegaconf import OmegaConf, open_dict
 from ..checkpoints import build_pretrained_model, features_config, read_checkpoint
 from ..features import FbankConfig
 from ..modules.classifier import ClipClassifier
-from .mae_ast import MaeAstConfig
+from .mae_ast import MaeAstModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ class MaeAstClassifierConfig(FairseqDataclass):
         default=None,
         metadata={"help": "set automatically: the encoder's model config and filterbank settings"},
     )
-    encoder: MaeAstConfig = field(
-        default_factory=MaeAstConfig,
+    encoder: MaeAstModelConfig = field(
+        default_factory=MaeAstModelConfig,
         metadata={"help": "encoder architecture when training from scratch (ignored otherwise)"},
     )
     freeze_encoder: bool = field(

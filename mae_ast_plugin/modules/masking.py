@@ -45,7 +45,7 @@ def num_masked_tokens(clip_tokens: int, mask_ratio: float) -> int:
     return clip_tokens - num_visible
 
 
-def masked_counts(lengths: torch.Tensor, mask_ratio: float):
+def masked_visible_counts(lengths: torch.Tensor, mask_ratio: float):
     """Per-clip (masked, visible) token counts, each (B,) long, by :func:`num_masked_tokens`'s
     rule as tensor operations; a clip of 0 tokens gets (0, 0)."""
     visible = ((1.0 - mask_ratio) * lengths.double()).floor().long().clamp(min=1)
@@ -139,7 +139,7 @@ def sample_mask(
         lengths = (~token_padding).sum(1)
     else:
         lengths = torch.full((batch_size,), num_tokens, device=device, dtype=torch.long)
-    num_masked, num_visible = masked_counts(lengths, mask_ratio)
+    num_masked, num_visible = masked_visible_counts(lengths, mask_ratio)
     if fixed_counts:
         max_masked = num_masked_tokens(num_tokens, mask_ratio)
         max_visible = num_tokens - max_masked

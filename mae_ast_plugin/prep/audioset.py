@@ -18,8 +18,8 @@ valid; the summary names any class too rare for that.
 
 ``--mode pretrain``: unlabelled ``train.tsv`` = balanced + unbalanced train less the
 fine-tuning validation clips, ``valid.tsv`` = those validation clips (the same ones as in
-finetune mode, so pretraining never sees them: both modes read the balanced labels and the class
-list to draw them); eval clips are never used.
+``--mode finetune``, so pretraining never sees them: both modes read the balanced labels and the
+class list to draw them); eval clips are never used.
 
 Segments without audio are counted and reported, not an error: AudioSet downloads are always
 incomplete.  The held-out part is drawn from the listed segments, not from the downloaded ones,

@@ -27,7 +27,7 @@ def grouped_stratified_holdout(
     labels_of: Callable | None = None,
 ) -> tuple[list, list, list[int]]:
     """Split ``items`` into ``(kept, held_out, too_rare)`` for a validation split carved out of
-    training data (issue 10: checkpoint selection must not be biased by leaked sources).
+    training data (checkpoint selection must not be biased by leaked sources).
 
     * Groups stay whole: every item whose ``group_of(item)`` is equal lands on the same side
       (ESC-50 ``src_file``, an IEMOCAP dialogue, a YouTube video), so no source recording is

@@ -1,6 +1,6 @@
 """Self-supervised MAE-AST pretraining on unlabelled audio manifests.
 
-Speed options (issue 14; measured in docs/benchmarks.md): ``fbank_on_device`` computes the
+Speed options (measured in docs/benchmarks.md): ``fbank_on_device`` computes the
 batch's filterbanks on the model's device, ``static_shapes`` pads every batch to the crop and to
 ``dataset.batch_size`` clips, ``compile`` runs the model under ``torch.compile`` inside fairseq's
 trainer.  Checkpoints are the same with and without them (no ``_orig_mod.`` keys).

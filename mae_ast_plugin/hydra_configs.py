@@ -57,11 +57,17 @@ def compose(group: str, config_name: str, overrides=()):
     from fairseq.dataclass.utils import omegaconf_no_object_check
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    hydra_init(config_name)
-    with initialize_config_dir(config_dir=str(config_dir(group)), version_base=None):
-        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    hydra_init(config_name)  # fairseq's schema under the primary config's name, as its CLI does
+    try:
+        with initialize_config_dir(config_dir=str(config_dir(group)), version_base=None):
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    finally:
+        # the CLI composes one primary config per process; a schema left under this name would
+        # be merged into a later composition that includes the config (as ssast_patch does)
+        ConfigStore.instance().repo.pop(f"{config_name}.yaml", None)
     add_defaults(cfg)
     with omegaconf_no_object_check():
         cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))

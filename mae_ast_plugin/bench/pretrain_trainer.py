@@ -52,14 +52,30 @@ def compose_fairseq_config(config_name: str, overrides):
     return cfg
 
 
+def build_trainer(config_name: str, overrides, seed: int):
+    """fairseq's task, ``Trainer`` and train epoch iterator for ``config/pretrain/CONFIG_NAME``
+    with hydra ``overrides``, built as ``fairseq-hydra-train`` builds them."""
+    import torch
+    from fairseq import tasks, utils
+    from fairseq.trainer import Trainer
+
+    cfg = compose_fairseq_config(config_name, overrides)
+    utils.import_user_module(cfg.common)
+    torch.manual_seed(seed)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    trainer = Trainer(cfg, task, model, criterion)
+    epoch_itr = trainer.get_train_iterator(epoch=1, load_dataset=True)
+    return task, trainer, epoch_itr
+
+
 def run_trainer_config(spec: dict) -> dict:
     """Time ``Trainer.train_step`` on batches from the real loader, and the loader alone:
     ``spec["warmup"]`` untimed then ``spec["steps"]`` timed steps; returns step time (s, median),
     CPU seconds per step, the step's and the loader's clips/s and the peak memory (bytes).
     A corpus with fewer batches than needed raises ``RuntimeError``."""
     import torch
-    from fairseq import tasks, utils
-    from fairseq.trainer import Trainer
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
@@ -90,14 +106,8 @@ def run_trainer_config(spec: dict) -> dict:
         *(["task.compile_mode=" + spec["compile_mode"]] if spec.get("compile_mode") else []),
     ]
     config_name = f"{spec['model']}_{spec['tokens']}"
-    cfg = compose_fairseq_config(config_name, overrides)
-    utils.import_user_module(cfg.common)
-    torch.manual_seed(spec["seed"])
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    trainer = Trainer(cfg, task, model, criterion)
-    epoch_itr = trainer.get_train_iterator(epoch=1, load_dataset=True)
+    overrides += list(spec.get("overrides", ()))
+    task, trainer, epoch_itr = build_trainer(config_name, overrides, spec["seed"])
 
     def sync():
         if cuda:

@@ -17,6 +17,8 @@ from fairseq.tasks import register_task
 from ..data.fbank_dataset import FbankAudioDataset
 from ..data.manifest import read_manifest
 from ..features import batched_fbank
+from ..modules.masking import min_clip_frames
+from ..modules.tokens import mel_blocks
 from .audio_task import AudioTask, AudioTaskConfig
 
 logger = logging.getLogger(__name__)
@@ -89,7 +91,12 @@ class MaeAstPretrainingTask(AudioTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        self.min_frames = getattr(model.cfg, "token_frames", 1)
+        # Shorter clips would mask nothing: the dataset refuses them (naming the manifest line).
+        self.min_frames = min_clip_frames(
+            model.cfg.token_frames,
+            mel_blocks(self.cfg.features.num_mel_bins, model.cfg.token_mel_bins),
+            model.cfg.mask_ratio,
+        )
         model.static_shapes = bool(self.cfg.static_shapes)
         return model
 

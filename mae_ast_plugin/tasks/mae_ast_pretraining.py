@@ -19,6 +19,7 @@ from ..data.manifest import read_manifest
 from ..features import batched_fbank
 from ..modules.masking import min_clip_frames
 from ..modules.tokens import mel_blocks
+from ..modules.transformer import PostLNLayer
 from .audio_task import AudioTask, AudioTaskConfig
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class MaeAstPretrainingConfig(AudioTaskConfig):
     )
     compile: bool = field(
         default=False,
-        metadata={"help": "run the model under torch.compile inside fairseq's trainer"},
+        metadata={"help": "torch.compile every Transformer layer inside fairseq's trainer"},
     )
     compile_mode: str = field(
         default="default",
@@ -145,8 +146,13 @@ class MaeAstPretrainingTask(AudioTask):
 
     def _compile(self, model):
         if self.cfg.compile and not self._compiled:
-            # In place (nn.Module.compile): parameter names and checkpoints stay unchanged.
-            model.compile(mode=self.cfg.compile_mode, backend=self.cfg.compile_backend)
+            # Every Transformer layer, in place (nn.Module.compile): parameter names and
+            # checkpoints stay unchanged.  Layer by layer, not the whole model: masking and
+            # LayerDrop decide on the host between layers, which would break a whole-model graph
+            # and recompile it for every pattern of dropped layers.
+            for module in model.modules():
+                if isinstance(module, PostLNLayer):
+                    module.compile(mode=self.cfg.compile_mode, backend=self.cfg.compile_backend)
             self._compiled = True
             logger.info(
                 "torch.compile(mode=%s, backend=%s)",

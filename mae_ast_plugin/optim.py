@@ -5,8 +5,8 @@ fairseq's ``adam`` uses apex's FusedAdam when apex is importable and otherwise i
 a Python loop issuing about ten kernels per parameter tensor (some 2,000 launches per update for
 the 12-layer MAE-AST), and clips gradients with one norm kernel per tensor.  This optimizer
 takes the same options (``adam_betas``, ``adam_eps``, ``weight_decay``, the schedule's lr) and
-runs ``torch.optim.AdamW(fused=True)`` on CUDA (``foreach`` elsewhere) and a multi-tensor
-gradient norm.
+runs ``torch.optim.AdamW(fused=True)`` (CUDA and CPU; ``foreach`` elsewhere) and a
+multi-tensor gradient norm.
 
 One difference from fairseq's Adam, of the size of ``adam_eps``: fairseq adds ``eps`` to
 ``sqrt(v)`` before the bias correction, PyTorch after it, so fairseq's effective eps is
@@ -42,12 +42,13 @@ class FusedAdamW(FairseqOptimizer):
     def __init__(self, cfg: FusedAdamWConfig, params):
         super().__init__(cfg)
         params = list(params)
-        on_cuda = all(
-            p.is_cuda
-            for group in params
-            for p in (group["params"] if isinstance(group, dict) else [group])
-        )
-        kernel = {"fused": True} if on_cuda else {"foreach": True}
+        tensors = [
+            p for group in params for p in (group["params"] if isinstance(group, dict) else [group])
+        ]
+        # The fused kernel (CUDA and CPU) keeps Adam's step counts on the parameters' device
+        # and never reads them on the host; foreach elsewhere.
+        fused = all(p.device.type in ("cuda", "cpu") for p in tensors)
+        kernel = {"fused": True} if fused else {"foreach": True}
         self._optimizer = torch.optim.AdamW(params, **self.optimizer_config, **kernel)
 
     @property

@@ -18,7 +18,8 @@ from mae_ast_plugin.bench.host_syncs import HostSyncCounter, classify
 # What fairseq's Trainer.train_step itself still reads per update on CPU (docs/benchmarks.md):
 # the finite-gradient test that decides between stepping and FloatingPointError.
 FAIRSEQ_PER_UPDATE = 1
-VARIANTS = ["", "task.static_shapes=true,task.fbank_on_device=true"]
+# the defaults, and the fast overlay's settings that run on CPU (bf16 and compile do not)
+VARIANTS = ["", "task.static_shapes=true,task.fbank_on_device=true,optimizer._name=adamw_fused"]
 
 
 @pytest.fixture(scope="module")

@@ -150,6 +150,10 @@ class MaeAstPretrainingTask(AudioTask):
             # checkpoints stay unchanged.  Layer by layer, not the whole model: masking and
             # LayerDrop decide on the host between layers, which would break a whole-model graph
             # and recompile it for every pattern of dropped layers.
+            if self.cfg.static_shapes:
+                # one graph per shape (encoder and decoder lengths differ), never a slower
+                # dynamic-shape one
+                torch._dynamo.config.automatic_dynamic_shapes = False
             for module in model.modules():
                 if isinstance(module, PostLNLayer):
                     module.compile(mode=self.cfg.compile_mode, backend=self.cfg.compile_backend)

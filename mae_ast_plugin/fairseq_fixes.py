@@ -14,9 +14,13 @@ every update, which makes the host wait for the GPU each time (see
 :func:`install_lazy_step_stats`).
 """
 
+import logging
 import os
 import shutil
+import sys
 from collections.abc import Mapping
+
+logger = logging.getLogger(__name__)
 
 
 def _amp_step(self):
@@ -113,9 +117,23 @@ def install_lazy_step_stats():
     Trainer._reduce_and_log_stats = reduce_and_log_stats
 
 
+def install_python_batching():
+    """fairseq run from its unbuilt source tree (the GPU check) lacks its compiled batching
+    helpers, and ``batch_by_size`` raises ImportError; give it :mod:`.python_batching` (the
+    same batches, in Python) instead."""
+    try:
+        import fairseq.data.data_utils_fast  # noqa: F401
+    except (ImportError, ValueError):
+        from . import python_batching
+
+        sys.modules["fairseq.data.data_utils_fast"] = python_batching
+        logger.info("fairseq's compiled data_utils_fast is missing: batching in Python")
+
+
 def install_fairseq_fixes() -> None:
     from fairseq.optim.amp_optimizer import AMPOptimizer
 
     AMPOptimizer.step = _amp_step
     install_atomic_checkpoint_copy()
     install_lazy_step_stats()
+    install_python_batching()

@@ -38,7 +38,11 @@ if compgen -G ".whl/fairseq*.tar.gz" > /dev/null; then
 fi
 export PYTHONPATH="$REPO${EXTRA_PATH:+:$EXTRA_PATH}${PYTHONPATH:+:$PYTHONPATH}"
 say "python $("$PY" -c 'import sys; print(sys.version.split()[0])'), PYTHONPATH=$PYTHONPATH"
-"$PY" -c "import torch, fairseq, hydra, omegaconf, soundfile; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'fairseq', fairseq.__version__)"
+# everything the check imports, first: a missing wheel stops it here, named
+"$PY" -c "
+import torch, torchaudio, yaml, hydra, omegaconf, soundfile, fairseq, mae_ast_plugin
+print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'fairseq', fairseq.__version__)
+"
 status=0
 "$PY" -m mae_ast_plugin.bench.gpu_check --device "$DEVICE" ${TINY[@]+"${TINY[@]}"} --out "$OUT_DIR" "$@" \
     || status=$?

@@ -23,11 +23,14 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty, Queue
+from threading import Thread
 
 from mae_ast_plugin.atomic_io import atomic_write_text, nan_to_null
 from mae_ast_plugin.bench.data import generate_corpus
@@ -137,13 +140,36 @@ def hydra_run(args, corpus: Path, run_dir: Path, start: float) -> dict:
     ]
     stamp(start, "fairseq-hydra-train: " + " ".join(cmd[3:]))
     env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="1")
+    # its own process group: a hung run is ended with its loader workers
     proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
     began = time.monotonic()
     done_at, lines, losses = None, [], []
     deadline = began + args.hydra_timeout
-    for line in proc.stdout:
+    # A reader thread, so that a run that goes silent (compiling, or hung) cannot block the
+    # check past its deadline.
+    queue = Queue()
+
+    def read():
+        for text in proc.stdout:
+            queue.put(text)
+        queue.put(None)
+
+    Thread(target=read, daemon=True).start()
+    while True:
+        try:
+            line = queue.get(timeout=max(0.1, deadline - time.monotonic()))
+        except Empty:
+            break
+        if line is None:
+            break
         lines.append(line.rstrip())
         if "[train_inner]" in line or "[train]" in line:
             match = re.search(r'"loss": "([0-9.]+)".*"num_updates": "(\d+)"', line)
@@ -163,10 +189,13 @@ def hydra_run(args, corpus: Path, run_dir: Path, start: float) -> dict:
         except subprocess.TimeoutExpired:
             pass
     if proc.poll() is None:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    tail = proc.stdout.read() if proc.stdout else ""
-    lines += tail.splitlines()
+    time.sleep(0.5)  # the reader's last lines
+    while not queue.empty():
+        line = queue.get()
+        if line is not None:
+            lines.append(line.rstrip())
     result = {
         "command": " ".join(cmd[1:]),
         "returncode": proc.returncode,
@@ -497,22 +526,30 @@ def main(argv=None) -> int:
         save()
         return result
 
-    # Most important first: batch 32 for every model, token kind and variant.
+    # Most important first: per token kind, batch 32 for every model and variant, then the
+    # largest batch with the last variant (fast: the figure users want); the largest batch's
+    # other variants last.
+    gpu_bytes = report["machine"].get("gpu_memory_bytes") or (2**30 if args.tiny else 0)
+    largest, later = {}, []
+
+    def bench_largest(model, tokens, variant):
+        result = bench(model, tokens, variant, largest[tokens])
+        if result and result.get("error") == "out of memory":
+            bench(model, tokens, variant, largest[tokens] // 2)
+
     for tokens in args.tokens:
         for variant in args.variants:
             for model in args.models:
                 bench(model, tokens, variant, args.batch)
-    gpu_bytes = report["machine"].get("gpu_memory_bytes") or (2**30 if args.tiny else 0)
-    for tokens in args.tokens:
         base = [r for r in report["results"] if r.get("tokens") == tokens and "error" not in r]
-        big = predicted_max_batch(base, gpu_bytes, args.max_batch, args.batch)
-        if big <= args.batch:
+        largest[tokens] = predicted_max_batch(base, gpu_bytes, args.max_batch, args.batch)
+        if largest[tokens] <= args.batch:
             continue
-        for variant in reversed(args.variants):  # fast first: the figure users want
-            for model in args.models:
-                result = bench(model, tokens, variant, big)
-                if result and result.get("error") == "out of memory":
-                    bench(model, tokens, variant, big // 2)
+        for model in args.models:
+            bench_largest(model, tokens, args.variants[-1])
+        later += [(m, tokens, v) for v in args.variants[:-1] for m in args.models]
+    for model, tokens, variant in later:
+        bench_largest(model, tokens, variant)
     save()
     stamp(start, f"wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}")
     print(markdown(report))

@@ -19,7 +19,7 @@ else:
     HAVE_FAIRSEQ = True
 
 if HAVE_FAIRSEQ:
-    from . import criterions, data, models, tasks  # noqa: F401  (registration side effects)
+    from . import criterions, data, models, optim, tasks  # noqa: F401  (registration side effects)
     from .compat import install_checkpoint_upgrade
     from .fairseq_fixes import install_fairseq_fixes
 

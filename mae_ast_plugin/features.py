@@ -245,8 +245,8 @@ def batched_fbank(waveforms: torch.Tensor, lengths: torch.Tensor, cfg: FbankConf
     frames = torch.nn.functional.pad(frames * povey, (0, padded_window - window))
     power = torch.fft.rfft(frames).abs().pow(2.0)
     mel = torch.matmul(power, _mel_banks(cfg, padded_window, device, dtype))
-    epsilon = torch.tensor(torch.finfo(torch.float).eps, device=device, dtype=dtype)
-    fbank = torch.max(mel, epsilon).log()
+    # clamp by a Python number: a torch.tensor(eps, device=...) would be a blocking host copy
+    fbank = mel.clamp(min=torch.finfo(torch.float).eps).log()
     clip_frames = torch.where(
         lengths >= window, 1 + torch.div(lengths - window, shift, rounding_mode="floor"), 0
     )

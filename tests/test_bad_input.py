@@ -59,7 +59,7 @@ def dataset(manifest_path, skip_invalid=False):
         ("missing", "cannot read audio file"),
         ("corrupt", "cannot read audio file"),
         ("empty", "is empty"),
-        ("short", "fewer than the 16 frames of one token"),
+        ("short", "fewer than the 16 frames the model needs"),
         ("nan", "NaN or infinite"),
     ],
 )

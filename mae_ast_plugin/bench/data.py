@@ -94,9 +94,10 @@ def measure(dataset, workers: int, batch_size: int, passes: int = 1) -> dict:
     first_time = None
     first_clips = clips = batches = frames = 0
     for batch in loader:
-        source = batch["net_input"]["source"]
-        clips += source.shape[0]
-        frames += int((~batch["net_input"]["padding_mask"]).sum())
+        net_input = batch["net_input"]
+        clips += len(batch["id"])
+        if "padding_mask" in net_input:  # waveform batches (fbank on device) count no frames
+            frames += int((~net_input["padding_mask"]).sum())
         batches += 1
         if batches == 1:
             first_batch = time.perf_counter() - start

@@ -1,5 +1,5 @@
 """``mae-ast-benchmark-loader-cache``: loader clips/s with and without the precomputed fbank
-cache (task.fbank_cache).
+cache (task.fbank_cache), and of the waveform-only loader of ``task.fbank_on_device``.
 
 Generates a corpus of 10 s clips (16-bit wav, the generator of bench/data.py), builds the cache
 in float32 and float16 with the code of ``mae-ast-precompute-fbank`` (timing the build), then
@@ -116,6 +116,11 @@ def main(argv=None):
             )
             for name, cache in caches.items()
         }
+        # task.fbank_on_device: the workers only read, mix down, resample and crop; the
+        # filterbanks are computed for the whole batch on the GPU
+        datasets["audio, fbank on device"] = FbankAudioDataset(
+            manifest, features, 10.0, random_crop=True, shuffle=False, waveforms=True
+        )
         exact = [datasets["audio"][i]["source"] for i in range(len(manifest))]
         half = [datasets["cache float16"][i]["source"] for i in range(len(manifest))]
         float16_error = max(float((h - e).abs().max()) for h, e in zip(half, exact, strict=True))

@@ -278,6 +278,24 @@ def test_a_folder_exported_again_keeps_its_source(made, tmp_path):
     same_encoder(made("encoder_folder"), again)
 
 
+@pytest.mark.parametrize("row", ["encoder_folder", "classifier_ours"])
+def test_fine_tuning_starts_from_a_folder_or_a_fine_tuned_checkpoint(row, made, data, tmp_path):
+    """fairseq-hydra-train with model.pretrained_checkpoint=ROW trains, records ROW as its
+    encoder's source, and the run's checkpoint evaluates."""
+    import torch as th
+
+    from mae_ast_plugin.evaluation.evaluate import main as evaluate
+
+    source = made(row)
+    run = finetune("esc50", data["esc50"], source, tmp_path / "run") / "checkpoint_best.pt"
+    state = th.load(run, map_location="cpu", weights_only=True)
+    assert state["cfg"]["model"]["pretrained_cfg"]["checkpoint"] == str(source)
+    assert state["cfg"]["model"]["pretrained_cfg"]["model"]["encoder_layers"] == 2
+    code, text = run_main(evaluate, [run, data["esc50"], "--out", tmp_path / "m.json",
+                                     "--num-workers", "0", "--device", "cpu"])
+    assert code == 0, text
+
+
 NOT_MODELS = {
     # a run's checkpoint directory: name the files to give
     "run_dir": (lambda made, tmp: made("classifier_ours").parent,

@@ -24,7 +24,7 @@ from finetune_helpers import (
 )
 
 from mae_ast_plugin import load_encoder
-from mae_ast_plugin.export import NotExportableError, authors_cfg
+from mae_ast_plugin.checkpoints.authors import NotExportableError, authors_cfg
 from mae_ast_plugin.export import main as export_main
 from mae_ast_plugin.features import FbankConfig
 

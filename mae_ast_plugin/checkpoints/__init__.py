@@ -127,6 +127,8 @@ def identify(path) -> Artefact:
             found = usual + [name for name in found if name not in usual]
             hint = (f"; it holds {', '.join(found[:4])}: give one of them" if found else
                     "; give a checkpoint .pt or a folder written by mae-ast-export")
+            if os.path.isfile(os.path.join(path, "model.safetensors")):
+                hint = "; it has model.safetensors: copy the exported folder with its config.json"
             raise FolderFormatError(
                 f"{path} is a directory without config.json, not a folder written by "
                 f"mae-ast-export --format safetensors{hint}"
@@ -203,14 +205,14 @@ def _encoder_weights(state: dict) -> dict:
 
 
 def encoder_source(path) -> EncoderSource:
-    """The encoder of any artefact as an :class:`EncoderSource`: what fine-tuning's
-    ``model.pretrained_checkpoint`` starts from (a classifier's head is dropped).  Reading a
-    folder needs only safetensors; building the model needs fairseq."""
+    """The encoder of any artefact (a path, or the :class:`Artefact` :func:`identify` returned
+    for it) as an :class:`EncoderSource`: what fine-tuning's ``model.pretrained_checkpoint``
+    starts from (a classifier's head is dropped).  Needs fairseq."""
     from omegaconf import OmegaConf
 
     from ..features import FbankConfig
 
-    artefact = identify(path)
+    artefact = path if isinstance(path, Artefact) else identify(path)
     if artefact.is_folder:
         from safetensors.torch import load_file
 
@@ -253,7 +255,7 @@ def load_encoder(path, device="cpu"):
     if artefact.is_folder:
         network, features, _config = load_folder(artefact.path)
         return MaeAstEncoder(getattr(network, "encoder_model", network), features, device=device)
-    source = encoder_source(path)
+    source = encoder_source(artefact)
     return MaeAstEncoder(source.build(), source.features, device=device)
 
 

@@ -305,8 +305,21 @@ NOT_MODELS = {
     "weights_file": (lambda made, tmp: made("encoder_folder") / "model.safetensors",
                      r"is a safetensors weights file: give the folder that holds it"),
     "audio_file": (lambda made, tmp: _wav(tmp), r"is not a PyTorch checkpoint"),
+    # an exported folder copied without its config.json
+    "weights_only_folder": (lambda made, tmp: _weights_only(made, tmp),
+                            r"is a directory without config\.json.*it has model\.safetensors: "
+                            r"copy the exported folder with its config\.json"),
     "missing": (lambda made, tmp: tmp / "no_such_model.pt", r"no_such_model\.pt does not exist"),
 }
+
+
+def _weights_only(made, tmp):
+    import shutil
+
+    folder = tmp / "copied"
+    folder.mkdir()
+    shutil.copy(made("encoder_folder") / "model.safetensors", folder)
+    return folder
 
 
 def _wav(tmp):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .checkpoints import load_encoder  # noqa: F401  (re-exported; loading lives there)
 from .features import (
     AudioError,
     FbankConfig,
@@ -139,28 +140,3 @@ class MaeAstEncoder:
         if token_padding is None:
             token_padding = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
         return EncoderOutput(x, tuple(out["hidden_states"]), token_padding)
-
-
-def load_encoder(path: str, device="cpu") -> MaeAstEncoder:
-    """Load the encoder of a pretraining checkpoint (``mae_ast``/``ssast``, ours or the authors')
-    or of a fine-tuned classifier (its ``encoder_model``).
-
-    ``path`` is a fairseq ``.pt`` checkpoint (needs fairseq; read with ``torch.load(...,
-    weights_only=True)``, so a file that would run code is refused with
-    ``checkpoints.UnsafeCheckpointError``) or a folder written by ``mae-ast-export ... --format
-    safetensors`` (needs only torch and safetensors)."""
-    from .pretrained import is_model_folder, load_folder
-
-    if is_model_folder(path):
-        network, features, _config = load_folder(path)
-        model = getattr(network, "encoder_model", network)
-        return MaeAstEncoder(model, features, device=device)
-
-    from fairseq import checkpoint_utils
-
-    from .checkpoints import features_config, read_checkpoint
-
-    state = read_checkpoint(path)
-    models, cfg, _task = checkpoint_utils.load_model_ensemble_and_task([path], state=state)
-    model = getattr(models[0], "encoder_model", models[0])
-    return MaeAstEncoder(model, features_config(cfg), device=device)

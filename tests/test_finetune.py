@@ -102,7 +102,7 @@ def test_finetuned_checkpoint_loads_without_training_data_or_pretrained_file(run
     def no_pretrained_file(path):
         raise AssertionError(f"read the pretrained checkpoint {path}")
 
-    monkeypatch.setattr(mae_ast_classifier, "read_checkpoint", no_pretrained_file)
+    monkeypatch.setattr(mae_ast_classifier, "encoder_source", no_pretrained_file)
     model, task = load_classifier(str(checkpoint_of(runs, "esc50")), data="/nonexistent/data")
     assert len(task.classes) == 50 and task.classes.names[3] == "class 3, a test class"
     logits = model(torch.randn(1, 100, 128))["logits"]

@@ -88,7 +88,8 @@ def main(argv=None):
     )
     parser.add_argument("--config-name", required=True, help="recipe: esc50, iemocap_er, ...")
     parser.add_argument("--data", required=True, help="directory holding fold{k}/ data directories")
-    parser.add_argument("--pretrained", required=True, help="pretraining checkpoint")
+    parser.add_argument("--pretrained", required=True, help="what fine-tuning starts from "
+                        "(model.pretrained_checkpoint): any checkpoint or exported folder")
     parser.add_argument("--out", required=True, help="directory for fold{k}/ runs and summary.json")
     parser.add_argument("--folds", nargs="+", default=["1", "2", "3", "4", "5"])
     parser.add_argument("--eval-split", default="test", help="split scored once per fold")
@@ -98,6 +99,12 @@ def main(argv=None):
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides (after --)")
     args = parser.parse_args(argv)
     check_overrides(args.overrides, args.eval_split)
+    from ..checkpoints import ArtefactError, identify
+
+    try:  # before any fold trains: what model.pretrained_checkpoint will be given
+        identify(args.pretrained)
+    except ArtefactError as err:
+        raise SystemExit(f"mae-ast-cv: --pretrained: {err}") from None
 
     out = Path(args.out).resolve()
     fold_results = {}

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..atomic_io import atomic_target, atomic_write_json
+from ..checkpoints import ArtefactError, load_classifier
 from ..data.labelled_dataset import LabelError
 from ..data.manifest import ManifestError
 from ..features import AudioError
@@ -35,7 +36,6 @@ from ..tools.predict import (
     benchmark_of,
     class_probabilities,
     describe_model,
-    load_classifier,
 )
 from . import metrics
 
@@ -194,7 +194,8 @@ def main(argv=None):
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("checkpoint", help="fine-tuned checkpoint (checkpoint_best.pt)")
+    parser.add_argument("checkpoint", help="fine-tuned checkpoint (checkpoint_best.pt; an exported "
+                        "folder keeps no task to load the split with)")
     parser.add_argument("data", help="data directory, or the {split}.tsv manifest to score")
     parser.add_argument("--split", default="test", help="split to score (ignored for a .tsv path)")
     parser.add_argument("--out", default="metrics.json", help="metrics file to write")
@@ -221,6 +222,8 @@ def main(argv=None):
             args.batch_size, args.num_workers, args.device, args.benchmark, args.model_name,
             args.skip_invalid,
         )
+    except ArtefactError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
     except (AudioError, ManifestError, LabelError, EvaluationError) as err:
         parser.exit(1, f"{parser.prog}: error: {err}\n")
     print(f"{result['metric']}: {format_value(result['value'])} on {result['num_clips']} clips "

@@ -109,7 +109,7 @@ def run_probe(
 ) -> dict:
     """Probe ``checkpoint`` (anything ``mae_ast_plugin.load_encoder`` loads) on ``manifest_dir``;
     returns the report (see the module docstring).  Deterministic for the same inputs."""
-    from .. import load_encoder
+    from ..checkpoints import load_encoder
 
     started = time.time()
     classes, splits = read_task(manifest_dir, multi_label)
@@ -253,7 +253,7 @@ def get_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", help="a checkpoint mae_ast_plugin.load_encoder loads "
-                        "(ours, the authors', a fine-tuned classifier)")
+                        "(ours, the authors', a fine-tuned classifier, an exported folder)")
     parser.add_argument("manifest_dir", help="directory with train/valid/test.tsv, their .lbl "
                         "files and labels.csv")
     parser.add_argument("--out-dir", required=True, help="where probe.json and probe.png go")
@@ -283,6 +283,7 @@ def probe_to_dir(argv=None) -> dict:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # the manifest reader's per-file INFO lines would drown the table (fairseq logs at INFO)
     logging.getLogger("mae_ast_plugin.data").setLevel(logging.WARNING)
+    from ..checkpoints import ArtefactError
     from ..data.labelled_dataset import LabelError
     from ..data.manifest import ManifestError
     from ..features import AudioError
@@ -294,7 +295,8 @@ def probe_to_dir(argv=None) -> dict:
             batch_size=args.batch_size, device=args.device, c_grid=tuple(args.C_grid),
             bootstrap=args.bootstrap, progress=not args.no_progress,
         )
-    except (ProbeError, LabelError, ManifestError, AudioError, FileNotFoundError) as err:
+    except (ProbeError, LabelError, ManifestError, AudioError, FileNotFoundError,
+            ArtefactError) as err:
         raise SystemExit(f"mae-ast-probe: {err}") from None
     out = Path(args.out_dir)
     write_report(report, out / "probe.json")

@@ -212,9 +212,9 @@ def finetune_keyword(runs: dict) -> dict:
 
 def encoder_overrides(checkpoint: Path):
     """From-scratch runs get the pretrained model's encoder size, so only the weights differ."""
-    from mae_ast_plugin.checkpoints import read_checkpoint
+    from mae_ast_plugin.checkpoints import encoder_source
 
-    model = read_checkpoint(str(checkpoint))["cfg"]["model"]  # the authors' cfg upgraded too
+    model = encoder_source(checkpoint).model_cfg  # the authors' cfg upgraded too
     keys = ("token_frames", "token_mel_bins", "encoder_layers", "encoder_embed_dim",
             "encoder_ffn_embed_dim", "encoder_attention_heads", "encoder_layerdrop")
     return [f"model.encoder.{key}={model[key]}" for key in keys]

@@ -5,7 +5,8 @@ no overlap, the pretraining positions), mean-pool its last outputs over the clip
 with a linear head, fine-tuning everything.  The options below reproduce the protocols the paper
 borrowed (SSAST's library for AS/ESC/KS2, SUPERB for KS1/SID/ER) and the usual variants.
 
-The encoder comes from ``pretrained_checkpoint`` (ours or the authors'), or is trained from
+The encoder comes from ``pretrained_checkpoint`` (any model ``mae_ast_plugin.checkpoints`` reads:
+ours or the authors', pretraining or fine-tuned, or an exported folder), or is trained from
 scratch with the architecture in ``encoder`` when that is empty.  The encoder's config is kept
 in ``pretrained_cfg`` (filled in automatically, like wav2vec2's ``w2v_args``) so a fine-tuned
 checkpoint rebuilds without the pretrained file.
@@ -25,7 +26,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model
 from omegaconf import OmegaConf, open_dict
 
-from ..checkpoints import build_pretrained_model, features_config, read_checkpoint
+from ..checkpoints import encoder_source
 from ..features import FbankConfig
 from ..modules.classifier import ClipClassifier
 from .mae_ast import MaeAstModelConfig
@@ -42,7 +43,8 @@ class MaeAstClassifierConfig(FairseqDataclass):
     pretrained_checkpoint: str = field(
         default="",
         metadata={
-            "help": "pretraining checkpoint (ours or the authors'); empty: train from scratch"
+            "help": "the encoder to start from: a pretraining checkpoint (ours or the authors'), "
+            "a fine-tuned one (its head is dropped) or an exported folder; empty: from scratch"
         },
     )
     pretrained_cfg: Any = field(
@@ -144,12 +146,12 @@ class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
     def _build_encoder(cfg: MaeAstClassifierConfig, features) -> BaseFairseqModel:
         """Rebuild the pretrained encoder (weights loaded unless restoring a fine-tuned
         checkpoint, whose own weights follow), or a fresh one from ``cfg.encoder``."""
-        state = None
+        pretrained = None
         if cfg.pretrained_cfg is None:
             if cfg.pretrained_checkpoint:
-                state = read_checkpoint(cfg.pretrained_checkpoint)
-                model_cfg = _container(state["cfg"].model)
-                pretrained_features = _feature_dict(features_config(state["cfg"]))
+                pretrained = encoder_source(cfg.pretrained_checkpoint)
+                model_cfg = pretrained.model_cfg
+                pretrained_features = _feature_dict(pretrained.features)
             else:
                 model_cfg = {**_container(cfg.encoder), "_name": "mae_ast"}
                 pretrained_features = _feature_dict(features)
@@ -171,13 +173,12 @@ class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
             for key in ("dropout", "attention_dropout", "encoder_layerdrop"):
                 if getattr(cfg, key) is not None:
                     model_cfg[key] = getattr(cfg, key)
-        if state is not None:
-            state["cfg"].model = model_cfg
-            encoder = build_pretrained_model(state)
-            logger.info("encoder loaded from %s", cfg.pretrained_checkpoint)
+        if pretrained is not None:
+            encoder = pretrained.build(model_cfg)
+            logger.info("encoder loaded from %s", pretrained.artefact.describe())
         else:
             encoder = models.build_model(model_cfg, task=None, from_checkpoint=True)
-        encoder.remove_pretraining_modules()
+            encoder.remove_pretraining_modules()
         return encoder
 
     def _set_layer_lr_scales(self, num_layers: int):

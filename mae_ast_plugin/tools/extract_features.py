@@ -20,8 +20,8 @@ import sys
 import numpy as np
 import torch
 
-from mae_ast_plugin import load_encoder
 from mae_ast_plugin.atomic_io import atomic_save_npy, atomic_write_text
+from mae_ast_plugin.checkpoints import ArtefactError, load_encoder
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.data.manifest import read_manifest
 from mae_ast_plugin.features import AudioError, load_audio, num_frames
@@ -30,7 +30,8 @@ from mae_ast_plugin.features import AudioError, load_audio, num_frames
 def get_parser():
     parser = command_parser("mae-ast-extract-features", __doc__)
     parser.add_argument(
-        "checkpoint", help="pretraining or fine-tuning checkpoint (ours or the authors')"
+        "checkpoint", help="pretraining or fine-tuning checkpoint (ours or the authors'), or an "
+        "exported folder"
     )
     parser.add_argument("manifest", help="fairseq tsv manifest")
     parser.add_argument("out_dir", help="output directory")
@@ -66,7 +67,10 @@ def main(argv=None):
 
     args = get_parser().parse_args(argv)
 
-    encoder = load_encoder(args.checkpoint, device=args.device)
+    try:
+        encoder = load_encoder(args.checkpoint, device=args.device)
+    except ArtefactError as err:
+        raise SystemExit(f"mae-ast-extract-features: error: {err}") from None
     layer = args.layer or encoder.num_layers
     manifest = read_manifest(args.manifest, skip_invalid=args.skip_invalid)
     feature_dir = os.path.join(args.out_dir, "features")

@@ -16,10 +16,10 @@ which needs no fairseq.
 import logging
 import os
 import sys
-from dataclasses import dataclass
 
 import torch
 
+from mae_ast_plugin.checkpoints import load_classifier
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.features import (
     AudioError,
@@ -40,84 +40,6 @@ TABLE1_BENCHMARKS = {
 }
 _MODEL_NAMES = {"mae_ast": "MAE-AST", "ssast": "SSAST"}
 _MASKING = {"chunk": "Chunked", "random": "Random", "span": "Span"}
-
-
-class NotAClassifierError(ValueError):
-    pass
-
-
-@dataclass
-class ExportedClassList:
-    """The class list of an exported classifier folder (``ClassList``'s fields)."""
-
-    mids: list[str]
-    names: list[str]
-
-    def __len__(self):
-        return len(self.names)
-
-
-@dataclass
-class ExportedTaskConfig:
-    multi_label: bool
-    features: object  # FbankConfig
-
-
-class ExportedTask:
-    """What prediction reads of a fine-tuning task, from an exported folder's config.json."""
-
-    def __init__(self, config: dict, features):
-        head = config["classifier"]
-        self.classes = ExportedClassList(
-            mids=list(head["classes"]["mid"]), names=list(head["classes"]["display_name"])
-        )
-        self.cfg = ExportedTaskConfig(multi_label=bool(head["multi_label"]), features=features)
-        self._eval_crop_s = float(head["eval_crop_s"])
-
-    def crop_seconds(self, training: bool) -> float:
-        return self._eval_crop_s
-
-
-def load_exported_classifier(folder: str, device: str = "cpu"):
-    """(ClipClassifier in eval mode, ExportedTask) of a folder written by ``mae-ast-export
-    --format safetensors`` from a fine-tuned checkpoint; torch and safetensors only."""
-    from mae_ast_plugin.pretrained import load_folder
-
-    network, features, config = load_folder(folder, device=device)
-    if not config.get("classifier"):
-        raise NotAClassifierError(
-            f"{folder} holds a {config['model_type']} encoder without a classifier head "
-            "(exported from a pretraining checkpoint, it has no classes to predict)"
-        )
-    return network, ExportedTask(config, features)
-
-
-def load_classifier(
-    checkpoint: str, data: str | None = None, device: str = "cpu", task_overrides=None
-):
-    """(model in eval mode on ``device``, task) of a fine-tuned checkpoint.  ``data`` replaces
-    the training data directory (needed only to load evaluation splits); ``task_overrides``
-    replaces other task settings (e.g. ``{"skip_invalid": True}``)."""
-    from fairseq import checkpoint_utils
-
-    from mae_ast_plugin.checkpoints import read_checkpoint
-    from mae_ast_plugin.models.mae_ast_classifier import MaeAstClassifier
-
-    task = dict(task_overrides or {})
-    if data:
-        task["data"] = data
-    overrides = {"task": task} if task else None
-    state = read_checkpoint(str(checkpoint), arg_overrides=overrides)
-    ensemble, _, task = checkpoint_utils.load_model_ensemble_and_task(
-        [str(checkpoint)], state=state
-    )
-    model = ensemble[0]
-    if not isinstance(model, MaeAstClassifier):
-        raise NotAClassifierError(
-            f"{checkpoint} holds a {type(model).__name__}, not a fine-tuned mae_ast_classifier "
-            "(pretraining checkpoints have no classes to predict)"
-        )
-    return model.to(device).eval(), task
 
 
 def class_probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -202,15 +124,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from mae_ast_plugin.checkpoints import UnsafeCheckpointError
-    from mae_ast_plugin.pretrained import is_model_folder
+    from mae_ast_plugin.checkpoints import ArtefactError
 
     try:
-        if is_model_folder(args.checkpoint):
-            model, task = load_exported_classifier(args.checkpoint, device=args.device)
-        else:
-            model, task = load_classifier(args.checkpoint, device=args.device)
-    except (NotAClassifierError, UnsafeCheckpointError, FileNotFoundError) as err:
+        model, task = load_classifier(args.checkpoint, device=args.device)
+    except ArtefactError as err:
         print(f"mae-ast-predict: error: {err}", file=sys.stderr)
         return 2
     classes = task.classes

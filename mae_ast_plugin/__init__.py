@@ -7,7 +7,7 @@ checkpoints (see compat.py).  Without fairseq the package still imports: the net
 (``mae-ast-export CHECKPOINT DIR --format safetensors``) need only torch and safetensors.
 """
 
-from .encoder import MaeAstEncoder, load_encoder  # noqa: F401
+from .encoder import MaeAstEncoder, Windowing, load_encoder  # noqa: F401
 
 __version__ = "0.1.0"
 

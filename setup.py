@@ -18,6 +18,8 @@ setup(
     license="MIT",
     python_requires=">=3.11,<3.13",
     packages=find_packages(include=["mae_ast_plugin", "mae_ast_plugin.*"]),
+    # the code files mae-ast-export --format hf copies into a Hugging Face model folder
+    package_data={"mae_ast_plugin": ["hf_template/*.py"]},
     install_requires=[
         "torch==2.11.0",
         "torchaudio==2.11.0",

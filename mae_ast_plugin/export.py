@@ -2,6 +2,7 @@
 
     mae-ast-export CHECKPOINT OUT.pt  --format authors
     mae-ast-export CHECKPOINT OUT_DIR --format safetensors
+    mae-ast-export CHECKPOINT OUT_DIR --format hf
 
 ``authors``: a fairseq checkpoint in the exact layout of the authors' plugin
 (AlanBaade/MAE-AST-Public): their ``cfg.model``/``cfg.task`` field names and values and every
@@ -15,6 +16,10 @@ another analysis window) is refused with an error naming it.
 :mod:`mae_ast_plugin.pretrained`) of any checkpoint (pretraining or fine-tuned classifier, ours
 or the authors'), which ``mae_ast_plugin.load_encoder(OUT_DIR)`` and ``mae-ast-predict`` read
 without fairseq.
+
+``hf``: a Hugging Face ``transformers`` folder with custom code (``AutoModel``, and
+``AutoModelForAudioClassification`` for fine-tuned models, a waveform-in feature extractor; see
+:mod:`mae_ast_plugin.hf_export`) of any checkpoint or exported folder.
 
 The input checkpoint is read with ``torch.load(weights_only=True)`` (a file that would run
 code is refused); reading it needs fairseq, the exported files do not.
@@ -334,8 +339,8 @@ def main(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", help="fairseq checkpoint (ours or the authors')")
-    parser.add_argument("out", help="OUT.pt for --format authors, a folder for safetensors")
-    parser.add_argument("--format", required=True, choices=("authors", "safetensors"))
+    parser.add_argument("out", help="OUT.pt for --format authors, a folder for safetensors, hf")
+    parser.add_argument("--format", required=True, choices=("authors", "safetensors", "hf"))
     parser.add_argument(
         "--max-token-length",
         type=int,
@@ -356,6 +361,11 @@ def main(argv=None):
                 f"tokens {model['ast_kernel_size_time']} frames x {model['ast_kernel_size_chan']}"
                 f" mel bins, mask_type {exported['cfg']['task']['mask_type']}"
             )
+        elif args.format == "hf":  # a Hugging Face custom-code folder: see hf_export.py
+            from .hf_export import export_hf
+
+            config = export_hf(args.checkpoint, args.out)
+            print(f"wrote {args.out}/: Hugging Face folder, {config['architectures'][0]}")
         else:
             config = export_safetensors(args.checkpoint, args.out)
             kind = "classifier" if config["classifier"] else "encoder"

@@ -29,7 +29,8 @@ Audio longer than 10 s is encoded in overlapping windows (:class:`~mae_ast_plugi
 
 import torch
 
-from .encoder import DEFAULT_WINDOWING, MaeAstEncoder, load_encoder
+from . import load_encoder
+from .encoder import DEFAULT_WINDOWING, MaeAstEncoder
 from .features import FbankConfig
 
 # At most this hop (ms) between timestamps: HEAR 2021's suggested limit.

@@ -22,7 +22,7 @@ import torch
 
 # Only one name in this module may end in "Encoder" (X-ARES picks the class by that suffix), so
 # the loader is imported under another name.
-from .encoder import load_encoder as _load
+from . import load_encoder as _load
 
 CHECKPOINT_VARIABLE = "MAE_AST_CHECKPOINT"
 

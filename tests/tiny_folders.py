@@ -18,12 +18,14 @@ TOKENS = {"patch": dict(token_frames=16, token_mel_bins=16),
 
 
 def tiny_folder(path: Path, token: str = "patch", classes: int = 0, seed: int = 0,
-                width: int = 32, layers: int = 2) -> Path:
+                width: int = 32, layers: int = 2, heads: int = 2, ffn: int = 64) -> Path:
     """Write a tiny model folder at ``path``: an MAE-AST encoder (``token``: patch or frame),
-    with a ``classes``-way ClipClassifier head when ``classes`` > 0."""
+    with a ``classes``-way ClipClassifier head when ``classes`` > 0 (``width``, ``layers``,
+    ``heads``, ``ffn``: 768, 12, 12, 3072 give the paper's Table 1 encoder size)."""
     torch.manual_seed(seed)
     cfg = MaeAstConfig(**TOKENS[token], encoder_layers=layers, encoder_embed_dim=width,
-                       encoder_ffn_embed_dim=2 * width, encoder_attention_heads=2,
+                       encoder_ffn_embed_dim=ffn,
+                       encoder_attention_heads=heads,
                        decoder_layers=1, decoder_embed_dim=width)
     network = MaeAst(cfg)
     network.remove_pretraining_modules()

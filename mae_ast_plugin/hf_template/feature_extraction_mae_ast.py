@@ -95,6 +95,7 @@ class MaeAstFeatureExtractor(SequenceFeatureExtractor):
 
     def __call__(self, raw_speech, sampling_rate=None, channel_axis=None, return_tensors="pt",
                  **kwargs) -> BatchFeature:
+        """``return_tensors``: "pt" (default), "np" or None (numpy arrays)."""
         if sampling_rate is None:
             raise ValueError(
                 "pass sampling_rate= (Hz): clips are resampled to "
@@ -123,5 +124,5 @@ class MaeAstFeatureExtractor(SequenceFeatureExtractor):
         for index, fbank in enumerate(fbanks):
             values[index, : fbank.shape[0]] = fbank
             mask[index, : fbank.shape[0]] = 1
-        batch = BatchFeature({"input_values": values, "attention_mask": mask})
-        return batch.convert_to_tensors(return_tensors) if return_tensors != "pt" else batch
+        data = {"input_values": values.numpy(), "attention_mask": mask.numpy()}
+        return BatchFeature(data, tensor_type=return_tensors)

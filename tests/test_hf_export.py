@@ -69,7 +69,8 @@ def sources(tmp_path_factory):
     base = tmp_path_factory.mktemp("hf_sources")
     return {
         "patch folder": tiny_folder(base / "patch", "patch"),
-        "frame classifier folder": tiny_folder(base / "frame_cls", "frame", classes=4, seed=1),
+        "frame classifier folder": tiny_folder(base / "frame_cls", "frame", classes=4, seed=1,
+                                               superb_head=True),
         "authors' patch checkpoint": AUTHORS / "authors_patch_checkpoint.pt",
     }
 

@@ -18,10 +18,13 @@ TOKENS = {"patch": dict(token_frames=16, token_mel_bins=16),
 
 
 def tiny_folder(path: Path, token: str = "patch", classes: int = 0, seed: int = 0,
-                width: int = 32, layers: int = 2, heads: int = 2, ffn: int = 64) -> Path:
+                width: int = 32, layers: int = 2, heads: int = 2, ffn: int = 64,
+                superb_head: bool = False) -> Path:
     """Write a tiny model folder at ``path``: an MAE-AST encoder (``token``: patch or frame),
     with a ``classes``-way ClipClassifier head when ``classes`` > 0 (``width``, ``layers``,
-    ``heads``, ``ffn``: 768, 12, 12, 3072 give the paper's Table 1 encoder size)."""
+    ``heads``, ``ffn``: 768, 12, 12, 3072 give the paper's Table 1 encoder size).
+    ``superb_head``: the head reads a learned (random here) weighting of every layer, projects
+    tokens to 16 dimensions and applies a LayerNorm before the Linear layer."""
     torch.manual_seed(seed)
     cfg = MaeAstConfig(**TOKENS[token], encoder_layers=layers, encoder_embed_dim=width,
                        encoder_ffn_embed_dim=ffn,
@@ -33,9 +36,13 @@ def tiny_folder(path: Path, token: str = "patch", classes: int = 0, seed: int = 
     network.batch_norm.running_var.fill_(16.0)
     head = None
     if classes:
-        network = ClipClassifier(network, num_classes=classes)
+        options = {"layer_weighting": superb_head, "projector_dim": 16 if superb_head else 0,
+                   "head_layer_norm": superb_head}
+        network = ClipClassifier(network, num_classes=classes, **options)
+        if superb_head:
+            torch.nn.init.normal_(network.layer_weights)
         names = [f"class {i}" for i in range(classes)]
-        head = {"layer_weighting": False, "projector_dim": 0, "head_layer_norm": False,
+        head = {**options,
                 "classes": {"mid": [f"/m/{i:03d}" for i in range(classes)],
                             "display_name": names},
                 "multi_label": False, "eval_crop_s": 24 * 3600.0}  # SID-like: no crop

@@ -24,6 +24,10 @@ $(STAMP): setup.py
 	@# s3prl is a real client of `mae-ast-export --format authors` in the tests; its own
 	@# requirements (fairseq, s3prl's training stack) are not needed to import its upstreams.
 	$(PY) -m pip install --quiet --no-deps s3prl==0.4.18
+	@# xares (X-ARES) is a real client of mae_ast_plugin.xares_encoder in the tests; its own
+	@# requirements (its training stack: webdataset, ignite, pandas, ...) are not needed by its
+	@# encoder checker, which imports torch and loguru only.
+	$(PY) -m pip install --quiet --no-deps xares==0.1.3
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

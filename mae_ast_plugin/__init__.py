@@ -8,7 +8,7 @@ checkpoints (see ``checkpoints.authors``).  Without fairseq the package still im
 """
 
 from .checkpoints import load_encoder  # noqa: F401  (the one door: mae_ast_plugin.checkpoints)
-from .encoder import MaeAstEncoder  # noqa: F401
+from .encoder import MaeAstEncoder, Windowing  # noqa: F401
 
 __version__ = "0.1.0"
 

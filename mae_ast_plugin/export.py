@@ -2,6 +2,7 @@
 
     mae-ast-export CHECKPOINT OUT.pt  --format authors
     mae-ast-export CHECKPOINT OUT_DIR --format safetensors
+    mae-ast-export CHECKPOINT OUT_DIR --format hf
 
 CHECKPOINT is any model the plugin reads (``mae_ast_plugin.checkpoints``, which does the
 work): ours or the authors', pretraining or fine-tuned, or an exported folder.
@@ -19,6 +20,10 @@ lacks the decoder their format holds: the error names the ``.pt`` it was exporte
 :mod:`mae_ast_plugin.checkpoints.folder`) of any model (a pretraining or fine-tuned checkpoint,
 ours or the authors', or an exported folder, copied), which ``mae_ast_plugin.load_encoder``
 and ``mae-ast-predict`` read without fairseq.
+
+``hf``: a Hugging Face ``transformers`` folder with custom code (``AutoModel``, and
+``AutoModelForAudioClassification`` for fine-tuned models, a waveform-in feature extractor; see
+:mod:`mae_ast_plugin.hf_export`) of any checkpoint or exported folder.
 
 The input checkpoint is read with ``torch.load(weights_only=True)`` (a file that would run
 code is refused); reading it needs fairseq, the exported files do not.
@@ -64,8 +69,8 @@ def main(argv=None):
         "checkpoint",
         help="a checkpoint (ours or the authors', pretraining or fine-tuned) or an exported folder",
     )
-    parser.add_argument("out", help="OUT.pt for --format authors, a folder for safetensors")
-    parser.add_argument("--format", required=True, choices=("authors", "safetensors"))
+    parser.add_argument("out", help="OUT.pt for --format authors, a folder for safetensors, hf")
+    parser.add_argument("--format", required=True, choices=("authors", "safetensors", "hf"))
     parser.add_argument(
         "--max-token-length",
         type=int,
@@ -86,6 +91,11 @@ def main(argv=None):
                 f"tokens {model['ast_kernel_size_time']} frames x {model['ast_kernel_size_chan']}"
                 f" mel bins, mask_type {exported['cfg']['task']['mask_type']}"
             )
+        elif args.format == "hf":  # a Hugging Face custom-code folder: see hf_export.py
+            from .hf_export import export_hf
+
+            config = export_hf(args.checkpoint, args.out)
+            print(f"wrote {args.out}/: Hugging Face folder, {config['architectures'][0]}")
         else:
             config = export_safetensors(args.checkpoint, args.out)
             kind = "classifier" if config["classifier"] else "encoder"

@@ -199,11 +199,17 @@ _MEL_BANKS = {}
 
 def _mel_banks(cfg: FbankConfig, padded_window: int, device, dtype) -> torch.Tensor:
     """Kaldi's mel filters (torchaudio's ``get_mel_banks``, the fbank defaults: 20 Hz to
-    Nyquist, no VTLN) as (padded_window // 2 + 1, num_mel_bins), kept per device."""
+    Nyquist, no VTLN) as (padded_window // 2 + 1, num_mel_bins), kept per device.
+
+    The cache holds one matrix per (filterbank settings, device, dtype), which does not grow
+    with the audio: 257 x 128 float32 = 132 KB for the paper's settings, for at most 8 keys
+    (then it is emptied and refilled)."""
     import torchaudio.compliance.kaldi
 
     key = (int(cfg.num_mel_bins), padded_window, float(cfg.sample_rate), str(device), dtype)
     if key not in _MEL_BANKS:
+        if len(_MEL_BANKS) >= 8:
+            _MEL_BANKS.clear()
         banks, _ = torchaudio.compliance.kaldi.get_mel_banks(
             int(cfg.num_mel_bins), padded_window, float(cfg.sample_rate), 20.0, 0.0, 100.0,
             -500.0, 1.0,

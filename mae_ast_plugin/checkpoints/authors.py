@@ -323,7 +323,7 @@ def authors_state_dict(model, authors_model_cfg: dict, num_mel_bins: int) -> dic
     for prefix, dim in (("enc", authors_model_cfg["encoder_embed_dim"]),
                         ("dec", authors_model_cfg["decoder_embed_dim"])):
         table = sinusoidal_positions(length, dim, "cpu", torch.float32)
-        state[f"{prefix}_sine_pos_embed.pe"] = table.unsqueeze(0).to(dtype)
+        state[f"{prefix}_sine_pos_embed.pe"] = table.unsqueeze(0).to(dtype).clone()  # no view
     state["encoder_mask_emb"] = torch.zeros(authors_model_cfg["encoder_embed_dim"], dtype=dtype)
     state["layer_norm.weight"] = torch.ones(num_mel_bins, dtype=dtype)
     state["layer_norm.bias"] = torch.zeros(num_mel_bins, dtype=dtype)

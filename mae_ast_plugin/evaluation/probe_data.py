@@ -27,7 +27,8 @@ from ..hashing import file_sha256
 
 SPLITS = ("train", "valid", "test")
 # Bumped when the embeddings change for the same checkpoint and manifest (cache key).
-EMBEDDING_FORMAT = 1
+# 2: clips longer than 10 s are encoded in windows (encoder.Windowing).
+EMBEDDING_FORMAT = 2
 
 
 class ProbeError(ValueError):

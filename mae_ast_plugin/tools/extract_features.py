@@ -9,7 +9,10 @@ Example::
 Writes ``OUT_DIR/features/NNNNNNNN.npy`` per manifest row (row 0 is the first clip): the
 mean over the clip's tokens (``mean``, shape (C,)) or every token (``tokens``, shape (L, C)) of
 encoder layer K (default: the last), and ``OUT_DIR/index.tsv`` (row, audio path, npy file,
-tokens).  Every file is written under a temporary name and renamed, so an interrupted run can
+tokens).  Clips longer than ``--window-seconds`` (10 s, the pretraining crop) are encoded in
+overlapping windows and stitched (``mae_ast_plugin.encoder.Windowing``), so memory grows
+linearly with a recording's length and every token sees the positions training used.  Every
+file is written under a temporary name and renamed, so an interrupted run can
 be restarted with the same command: finished clips are skipped.
 """
 
@@ -24,6 +27,7 @@ from mae_ast_plugin.atomic_io import atomic_save_npy, atomic_write_text
 from mae_ast_plugin.checkpoints import ArtefactError, load_encoder
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.data.manifest import read_manifest
+from mae_ast_plugin.encoder import add_window_option, windowing_of
 from mae_ast_plugin.features import AudioError, load_audio, num_frames
 
 
@@ -44,6 +48,7 @@ def get_parser():
     parser.add_argument(
         "--skip-invalid", action="store_true", help="log and count unreadable clips"
     )
+    add_window_option(parser)
     return parser
 
 
@@ -66,6 +71,7 @@ def main(argv=None):
     from tqdm import tqdm
 
     args = get_parser().parse_args(argv)
+    windowing = windowing_of(args)
 
     try:
         encoder = load_encoder(args.checkpoint, device=args.device)
@@ -82,6 +88,7 @@ def main(argv=None):
             "manifest": os.path.abspath(args.manifest),
             "layer": layer,
             "pooling": args.pooling,
+            "window_seconds": args.window_seconds,
         },
     )
 
@@ -119,7 +126,9 @@ def main(argv=None):
                 skipped.append(row)
         if not rows:
             continue
-        out = encoder.extract_features(waves, encoder.features.sample_rate, layer=layer)
+        out = encoder.extract_features(
+            waves, encoder.features.sample_rate, layer=layer, windowing=windowing
+        )
         for i, row in enumerate(rows):
             tokens = out.last_hidden_state[i][~out.padding_mask[i]].float().cpu().numpy()
             atomic_save_npy(npy_path(row), tokens.mean(0) if args.pooling == "mean" else tokens)

@@ -8,7 +8,10 @@ Example::
 
 prints, for each file, the top-k classes with their probabilities (softmax for single-label
 models, independent sigmoids for multi-label ones).  The checkpoint carries its class list and
-filterbank settings, so no training data is needed.  CHECKPOINT is a fairseq ``.pt`` (read with
+filterbank settings, so no training data is needed.  A file is cropped as the evaluation
+split was (the checkpoint's ``eval_max_sample_len_s``); what remains, if longer than
+``--window-seconds`` (10 s), is encoded in overlapping windows whose tokens are stitched and
+pooled by the head.  CHECKPOINT is a fairseq ``.pt`` (read with
 ``torch.load(weights_only=True)``) or a folder from ``mae-ast-export ... --format safetensors``,
 which needs no fairseq.
 """
@@ -21,11 +24,19 @@ import torch
 
 from mae_ast_plugin.checkpoints import load_classifier
 from mae_ast_plugin.cli import command_parser
+from mae_ast_plugin.encoder import (
+    DEFAULT_WINDOWING,
+    MaeAstEncoder,
+    Windowing,
+    add_window_option,
+    windowing_of,
+)
 from mae_ast_plugin.features import (
     AudioError,
     as_mono_waveform,
     compute_fbank,
     load_audio,
+    num_frames,
     resample,
 )
 
@@ -68,10 +79,11 @@ def benchmark_of(task) -> str | None:
     return TABLE1_BENCHMARKS.get((len(task.classes), bool(task.cfg.multi_label)))
 
 
-def clip_features(
+def clip_waveform(
     audio, task, sample_rate: int | None = None, channel_axis: int | None = None
 ) -> torch.Tensor:
-    """(frames, mel) filterbank of one clip, cropped as the evaluation splits are.
+    """The mono waveform (samples,) at the model's rate of one clip, cropped as the evaluation
+    splits are (``eval_max_sample_len_s`` from the start; SUPERB SID keeps whole utterances).
 
     ``audio`` is a file path (read by :func:`load_audio`), or a waveform array/tensor at
     ``sample_rate`` Hz that :func:`as_mono_waveform` accepts (1-D, or 2-D with channels mixed
@@ -85,30 +97,46 @@ def clip_features(
             raise ValueError("a waveform needs its sample_rate (Hz)")
         waveform = as_mono_waveform(audio, channel_axis)
         waveform = resample(waveform, sample_rate, features.sample_rate)
-    waveform = waveform[: int(round(task.crop_seconds(training=False) * features.sample_rate))]
-    return compute_fbank(waveform, features)
+    return waveform[: int(round(task.crop_seconds(training=False) * features.sample_rate))]
+
+
+def clip_features(
+    audio, task, sample_rate: int | None = None, channel_axis: int | None = None
+) -> torch.Tensor:
+    """(frames, mel) filterbank of one clip, cropped as the evaluation splits are (see
+    :func:`clip_waveform`)."""
+    return compute_fbank(clip_waveform(audio, task, sample_rate, channel_axis), task.cfg.features)
 
 
 @torch.no_grad()
 def predict_clip(
     model, task, audio, sample_rate: int | None = None, device: str = "cpu",
-    channel_axis: int | None = None,
+    channel_axis: int | None = None, windowing: Windowing | None = DEFAULT_WINDOWING,
 ) -> torch.Tensor:
     """Class probabilities (C,) of one clip: a file path, or a waveform at ``sample_rate`` Hz
-    (see :func:`clip_features`).  Raises :class:`AudioError` for a clip shorter than one token."""
-    fbank = clip_features(audio, task, sample_rate, channel_axis)
-    if fbank.shape[0] < model.min_frames:
+    (see :func:`clip_waveform`).  A clip (after the evaluation crop) longer than one window is
+    encoded in windows (:class:`~mae_ast_plugin.encoder.Windowing`; ``None``: in one pass) and
+    the head pools the stitched tokens, as it pools a short clip's.  Raises :class:`AudioError`
+    for a clip shorter than one token."""
+    features = task.cfg.features
+    waveform = clip_waveform(audio, task, sample_rate, channel_axis)
+    frames = num_frames(waveform.numel(), features)
+    if frames < model.min_frames:
         name = audio if isinstance(audio, (str, os.PathLike)) else "audio"
-        raise AudioError(
-            f"{name}: {fbank.shape[0]} frames, fewer than one token ({model.min_frames})"
-        )
-    logits = model(fbank.unsqueeze(0).to(device))["logits"][0]
-    return class_probabilities(logits, task.cfg.multi_label)
+        raise AudioError(f"{name}: {frames} frames, fewer than one token ({model.min_frames})")
+    encoder = MaeAstEncoder(model.encoder_model, features, device=device)
+    out = encoder.extract_features([waveform], features.sample_rate, windowing=windowing)
+    tokens = model.combine_layers(out.last_hidden_state, out.hidden_states)
+    padding = out.padding_mask if out.padding_mask.any() else None  # one clip: no padding
+    logits, _ = model.pool_and_classify(tokens, padding)
+    return class_probabilities(logits[0], task.cfg.multi_label)
 
 
-def predict_file(model, task, path: str, device: str = "cpu") -> torch.Tensor:
+def predict_file(
+    model, task, path: str, device: str = "cpu", windowing: Windowing | None = DEFAULT_WINDOWING
+) -> torch.Tensor:
     """Class probabilities (C,) of one audio file."""
-    return predict_clip(model, task, path, device=device)
+    return predict_clip(model, task, path, device=device, windowing=windowing)
 
 
 def main(argv=None):
@@ -121,7 +149,9 @@ def main(argv=None):
     parser.add_argument("files", nargs="+", help="audio files (any format soundfile reads)")
     parser.add_argument("--top-k", type=int, default=5, help="classes to print per file")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_window_option(parser)
     args = parser.parse_args(argv)
+    windowing = windowing_of(args)
     logging.basicConfig(level=logging.WARNING)
 
     from mae_ast_plugin.checkpoints import ArtefactError
@@ -135,7 +165,7 @@ def main(argv=None):
     failures = 0
     for path in args.files:
         try:
-            probabilities = predict_file(model, task, path, args.device)
+            probabilities = predict_file(model, task, path, args.device, windowing)
         except AudioError as err:
             print(f"{path}: error: {err}", file=sys.stderr)
             failures += 1

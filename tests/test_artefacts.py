@@ -279,7 +279,7 @@ def test_a_folder_exported_again_keeps_its_source(made, tmp_path):
 
 
 @pytest.mark.parametrize("row", ["encoder_folder", "classifier_ours"])
-def test_fine_tuning_starts_from_a_folder_or_a_fine_tuned_checkpoint(row, made, data, tmp_path):
+def test_finetune_starts_from_a_folder_or_a_finetuned_checkpoint(row, made, data, tmp_path):
     """fairseq-hydra-train with model.pretrained_checkpoint=ROW trains, records ROW as its
     encoder's source, and the run's checkpoint evaluates."""
     import torch as th

@@ -75,6 +75,7 @@ def sources(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_hf_folders_match_load_encoder_and_predict(sources, tmp_path):
     rng = np.random.default_rng(0)
     clips = {"short": tone_clip(3.1, 1), "long": tone_clip(23.7, 2),  # the long one: windowed

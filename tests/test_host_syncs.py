@@ -27,6 +27,7 @@ def mixed_corpus(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("sync_corpus"), {"train": 16}, seed=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "config_name", ["mae_ast_patch", "mae_ast_frame", "ssast_patch", "ssast_frame"]
 )

@@ -12,6 +12,7 @@ import torch
 from tiny_folders import tiny_folder, tone_clip
 
 from mae_ast_plugin import Windowing, load_encoder
+from mae_ast_plugin.checkpoints import load_classifier
 from mae_ast_plugin.encoder import window_plan
 from mae_ast_plugin.modules import tokens
 
@@ -126,6 +127,7 @@ MEMORY_RUNNER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_twenty_minute_clip_embeds_within_a_stated_memory_bound(folders, tmp_path):
     """A 20-minute 16 kHz file (73 MB of float32 samples) through the windowed encoder of a
     2-layer, 32-wide model raises the process's peak RSS by less than 400 MB over a 10-s clip's
@@ -174,7 +176,7 @@ def test_commands_window_long_files(folders, tmp_path):
             [long], RATE, windowing=windowing).last_hidden_state[0]
         assert np.allclose(np.load(out / "features" / "00000000.npy"), expected, atol=1e-5)
 
-    model, task = predict.load_exported_classifier(str(classifier))
+    model, task = load_classifier(str(classifier))
     short = predict.predict_file(model, task, str(audio / "short.wav"))
     fbank = compute_fbank(load_audio(str(audio / "short.wav"), RATE), task.cfg.features)
     assert torch.allclose(short, torch.softmax(model(fbank[None])["logits"][0], -1), atol=1e-6)

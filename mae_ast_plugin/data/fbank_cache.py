@@ -35,6 +35,7 @@ from dataclasses import fields
 import numpy as np
 
 from ..atomic_io import atomic_open, atomic_save_npy, atomic_write_json
+from ..errors import InputError
 from ..features import AudioError, FbankConfig, compute_fbank, load_audio, num_frames
 from ..hashing import file_sha256
 from .manifest import Manifest, read_manifest
@@ -54,7 +55,7 @@ INDEX_DTYPE = np.dtype(
 )
 
 
-class FbankCacheError(ValueError):
+class FbankCacheError(InputError):
     pass
 
 

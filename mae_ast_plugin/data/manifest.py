@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from ..hashing import file_sha256
+from ..textfiles import iter_lines
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ SKIP_ADVICE = (
 )
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     pass
 
 
@@ -62,46 +64,45 @@ def read_manifest(path: str, skip_invalid: bool = False, min_samples: int = 0) -
             f"manifest {path} not found: create it with a prep script (mae-ast-prepare) or point "
             "task.data at the directory that holds {split}.tsv"
         )
-    with open(path, encoding="utf-8") as handle:
-        root = handle.readline().rstrip("\n\r")
-        if not root or "\t" in root:
-            raise ManifestError(
-                f"{path}:1: the first line must be the audio root directory, got {root!r}"
-            )
-        sizes, line_numbers, offsets, chunks = [], [], [0], []
-        skipped_lines = too_short = 0
-        for line_no, line in enumerate(handle, start=2):
-            line = line.rstrip("\n\r")
-            if not line:
-                continue
-            fields = line.split("\t")
-            problem = None
-            if len(fields) != 2:
-                problem = f"expected 2 tab-separated fields (path, num_samples), got {len(fields)}"
-            else:
-                try:
-                    size = int(fields[1])
-                    if size < 0:
-                        problem = f"num_samples must be >= 0, got {size}"
-                except ValueError:
-                    problem = f"num_samples must be an integer, got {fields[1]!r}"
-            if problem is not None:
-                message = f"{path}:{line_no}: {problem}: {line!r}"
-                if not skip_invalid:
-                    raise ManifestError(
-                        f"{message} (fix the line, or {SKIP_ADVICE})"
-                    )
-                logger.warning("skipping %s", message)
-                skipped_lines += 1
-                continue
-            if size < min_samples:
-                too_short += 1
-                continue
-            encoded = fields[0].encode("utf-8")
-            chunks.append(encoded)
-            offsets.append(offsets[-1] + len(encoded))
-            sizes.append(size)
-            line_numbers.append(line_no)
+    lines = iter_lines(path, ManifestError)  # UTF-8 (a BOM, CRLF read); else a named error
+    _, root = next(lines, (1, ""))
+    if not root or "\t" in root:
+        raise ManifestError(
+            f"{path}:1: the first line must be the audio root directory, got {root!r}"
+        )
+    sizes, line_numbers, offsets, chunks = [], [], [0], []
+    skipped_lines = too_short = 0
+    for line_no, line in lines:
+        if not line:
+            continue
+        fields = line.split("\t")
+        problem = None
+        if len(fields) != 2:
+            problem = f"expected 2 tab-separated fields (path, num_samples), got {len(fields)}"
+        else:
+            try:
+                size = int(fields[1])
+                if size < 0:
+                    problem = f"num_samples must be >= 0, got {size}"
+            except ValueError:
+                problem = f"num_samples must be an integer, got {fields[1]!r}"
+        if problem is not None:
+            message = f"{path}:{line_no}: {problem}: {line!r}"
+            if not skip_invalid:
+                raise ManifestError(
+                    f"{message} (fix the line, or {SKIP_ADVICE})"
+                )
+            logger.warning("skipping %s", message)
+            skipped_lines += 1
+            continue
+        if size < min_samples:
+            too_short += 1
+            continue
+        encoded = fields[0].encode("utf-8")
+        chunks.append(encoded)
+        offsets.append(offsets[-1] + len(encoded))
+        sizes.append(size)
+        line_numbers.append(line_no)
     if too_short:
         logger.info("%s: dropped %d clips shorter than %d samples", path, too_short, min_samples)
     if not sizes:

@@ -28,9 +28,7 @@ import numpy as np
 import torch
 
 from ..atomic_io import atomic_target, atomic_write_json
-from ..data.labelled_dataset import LabelError
-from ..data.manifest import ManifestError
-from ..features import AudioError
+from ..errors import InputError
 from ..tools.predict import (
     benchmark_of,
     class_probabilities,
@@ -50,7 +48,7 @@ def split_location(data: str, split: str):
     return str(path), split
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError):
     """A split that cannot be scored (every clip skipped, no labels...)."""
 
 
@@ -221,7 +219,7 @@ def main(argv=None):
             args.batch_size, args.num_workers, args.device, args.benchmark, args.model_name,
             args.skip_invalid,
         )
-    except (AudioError, ManifestError, LabelError, EvaluationError) as err:
+    except InputError as err:  # a manifest line, a label file, a clip, an option...
         parser.exit(1, f"{parser.prog}: error: {err}\n")
     print(f"{result['metric']}: {format_value(result['value'])} on {result['num_clips']} clips "
           f"of {result['split']} ({result['skipped_clips']} skipped)")

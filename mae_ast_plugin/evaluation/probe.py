@@ -283,9 +283,7 @@ def probe_to_dir(argv=None) -> dict:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # the manifest reader's per-file INFO lines would drown the table (fairseq logs at INFO)
     logging.getLogger("mae_ast_plugin.data").setLevel(logging.WARNING)
-    from ..data.labelled_dataset import LabelError
-    from ..data.manifest import ManifestError
-    from ..features import AudioError
+    from ..errors import InputError
 
     try:
         report = run_probe(
@@ -294,8 +292,8 @@ def probe_to_dir(argv=None) -> dict:
             batch_size=args.batch_size, device=args.device, c_grid=tuple(args.C_grid),
             bootstrap=args.bootstrap, progress=not args.no_progress,
         )
-    except (ProbeError, LabelError, ManifestError, AudioError, FileNotFoundError) as err:
-        raise SystemExit(f"mae-ast-probe: {err}") from None
+    except (InputError, FileNotFoundError) as err:
+        raise SystemExit(f"mae-ast-probe: error: {err}") from None
     out = Path(args.out_dir)
     write_report(report, out / "probe.json")
     plot_report(report, out / "probe.png")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..atomic_io import atomic_open
+from ..errors import InputError
 from ..hashing import file_sha256
 
 SPLITS = ("train", "valid", "test")
@@ -30,7 +31,7 @@ SPLITS = ("train", "valid", "test")
 EMBEDDING_FORMAT = 1
 
 
-class ProbeError(ValueError):
+class ProbeError(InputError):
     """Unusable probe input (bad manifest directory, clip too short for one token)."""
 
 

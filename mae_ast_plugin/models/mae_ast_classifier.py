@@ -26,6 +26,7 @@ from fairseq.models import BaseFairseqModel, register_model
 from omegaconf import OmegaConf, open_dict
 
 from ..checkpoints import build_pretrained_model, features_config, read_checkpoint
+from ..errors import InputError
 from ..features import FbankConfig
 from ..modules.classifier import ClipClassifier
 from .mae_ast import MaeAstConfig
@@ -33,7 +34,7 @@ from .mae_ast import MaeAstConfig
 logger = logging.getLogger(__name__)
 
 
-class FeatureMismatchError(ValueError):
+class FeatureMismatchError(InputError):
     pass
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic_io import atomic_write_json
+from ..cli import device_option
 from . import evaluate
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout: config/finetune holds the recipes
@@ -93,7 +94,9 @@ def main(argv=None):
     parser.add_argument("--folds", nargs="+", default=["1", "2", "3", "4", "5"])
     parser.add_argument("--eval-split", default="test", help="split scored once per fold")
     parser.add_argument("--model-name", help="row name in the results table")
-    parser.add_argument("--device", help="device for evaluation (default: cuda when available)")
+    parser.add_argument(
+        "--device", type=device_option, help="device for evaluation (default: cuda when available)"
+    )
     parser.add_argument("--rerun", action="store_true", help="rerun folds that have metrics.json")
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides (after --)")
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mae_ast_plugin.cli import command_parser
+from mae_ast_plugin.cli import command_parser, device_option
 from mae_ast_plugin.features import (
     AudioError,
     as_mono_waveform,
@@ -97,17 +97,22 @@ def load_classifier(
 ):
     """(model in eval mode on ``device``, task) of a fine-tuned checkpoint.  ``data`` replaces
     the training data directory (needed only to load evaluation splits); ``task_overrides``
-    replaces other task settings (e.g. ``{"skip_invalid": True}``)."""
+    replaces other task settings (e.g. ``{"skip_invalid": True}``).
+
+    The checkpoint keeps what defines the model (its filterbank settings, class list, label
+    type, evaluation crop); the settings of how the training run read its data are the calling
+    tool's to decide, not the training run's: ``skip_invalid`` is False (bad clips are errors)
+    and ``fbank_cache`` None (the training machine's cache directory) unless
+    ``task_overrides`` says otherwise."""
     from fairseq import checkpoint_utils
 
     from mae_ast_plugin.checkpoints import read_checkpoint
     from mae_ast_plugin.models.mae_ast_classifier import MaeAstClassifier
 
-    task = dict(task_overrides or {})
+    task = {"skip_invalid": False, "fbank_cache": None, **(task_overrides or {})}
     if data:
         task["data"] = data
-    overrides = {"task": task} if task else None
-    state = read_checkpoint(str(checkpoint), arg_overrides=overrides)
+    state = read_checkpoint(str(checkpoint), arg_overrides={"task": task})
     ensemble, _, task = checkpoint_utils.load_model_ensemble_and_task(
         [str(checkpoint)], state=state
     )
@@ -198,7 +203,9 @@ def main(argv=None):
     )
     parser.add_argument("files", nargs="+", help="audio files (any format soundfile reads)")
     parser.add_argument("--top-k", type=int, default=5, help="classes to print per file")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", type=device_option, default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 

@@ -187,6 +187,7 @@ def prepare(args):
     balanced_train, balanced_valid, _ = grouped_stratified_holdout(
         sorted(segments[BALANCED]), args.valid_fraction, split_rng(args.seed),
         group_of=lambda segment: segment[0], labels_of=lambda segment: segment[1],
+        summary=summary, name="valid (of balanced train)",
     )  # fmt: skip
     if finetune:
         parts = {"train": [(BALANCED, balanced_train)], "valid": [(BALANCED, balanced_valid)],

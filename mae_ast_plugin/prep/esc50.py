@@ -120,6 +120,7 @@ def prepare(args):
         train, valid, _ = grouped_stratified_holdout(
             others, args.valid_fraction, split_rng(args.seed, fold),
             group_of=lambda clip: source_of[clip.path], labels_of=lambda clip: clip.labels,
+            summary=summary, name=f"fold{fold}/valid",
         )  # fmt: skip
         note_classes_not_held_out(summary, f"fold{fold}/valid", train, valid, CATEGORIES)
         splits[f"fold{fold}/train"] = train

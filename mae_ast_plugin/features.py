@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .errors import InputError
 
-class AudioError(ValueError):
+
+class AudioError(InputError):
     """A clip that cannot be turned into features (unreadable, empty, non-finite, too short)."""
 
 

@@ -76,14 +76,16 @@ def test_finetune_stage_runs_side_by_side_and_scores_both(tmp_path, monkeypatch,
     assert "[keyword_scratch]   valid update" in printed
     scratch_log = (tmp_path / "out" / "keyword_scratch" / "hydra_train.log").read_text()
     assert "'encoder_embed_dim': 64" in scratch_log
-    # re-running the demo skips finished runs: fairseq would train them one more epoch
+    # re-running the demo skips runs finished with the same command and inputs: fairseq would
+    # train them one more epoch
     again = demo.finetune_keyword({
         "pretrained": [f"model.pretrained_checkpoint={CHECKPOINT}", *short],
         "scratch": ["+init=scratch", *demo.encoder_overrides(CHECKPOINT), *short],
     })
     assert again == results
     assert (tmp_path / "out" / "keyword_scratch" / "hydra_train.log").read_text() == scratch_log
-    assert "finished by an earlier run of the same command, skipped" in capsys.readouterr().out
+    assert "finished by an earlier run of the same command and inputs, skipped" in (
+        capsys.readouterr().out)
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ and the classifier's options."""
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,8 +112,8 @@ def test_finetuned_checkpoint_loads_without_training_data_or_pretrained_file(run
 
 @pytest.mark.slow
 def test_cross_validation_runner(runs, base, tmp_path):
-    """Two ESC-50 folds: fold 1 reuses the recipe run (resumed from its metrics.json), fold 2
-    trains; the summary averages test accuracy."""
+    """Two ESC-50 folds: fold 1 reuses the recipe run (its metrics.json, made from the same
+    inputs), fold 2 trains; the summary averages test accuracy."""
     data = recipe_data(base, "esc50")
     out = tmp_path / "esc50_cv"
     shutil.copytree(checkpoint_of(runs, "esc50").parent, out / "fold1" / "checkpoints")
@@ -122,6 +123,10 @@ def test_cross_validation_runner(runs, base, tmp_path):
         out=out / "fold1/metrics.json",
         device="cpu",
     )
+    # the recipe run was made with this command's inputs: recorded as mae-ast-cv records them
+    inputs = cv.fold_inputs("esc50", Path(data).resolve() / "fold1",
+                            str(pretrained_checkpoint(base)), TINY_FINETUNE, "test")
+    (out / "fold1" / cv.RUN_RECORD).write_text(json.dumps(inputs))
     assert (
         cv.main(
             [

@@ -197,8 +197,11 @@ def test_esc50_valid_never_shares_a_source_recording(tmp_path, capsys):
         valid_classes = {labels[0] for _, labels in splits["valid"]}
         if fold == 1:  # siren (42) is only in fold 1: absent from training, nothing to report
             assert train_classes == valid_classes == {0, 49}
-            assert "fold1/valid: " not in out
+            assert "fold1/valid: 1 class(es)" not in out and "class(es) of train" not in out.split(
+                "fold1/valid: ")[1].split("\n")[0]
         else:  # siren has one source in training: kept there, and the summary says so
             assert train_classes - valid_classes == {42} and valid_classes == {0, 49}
             assert f"fold{fold}/valid: 1 class(es) of train have no clip here" in out
             assert out.split(f"fold{fold}/valid: 1 class(es)")[1].split("\n")[0].endswith("siren")
+        # the held-out share is stated, with the tolerance
+        assert f"fold{fold}/valid: " in out and "stated 12.5% ± 2 points" in out

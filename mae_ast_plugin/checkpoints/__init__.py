@@ -284,10 +284,12 @@ def load_classifier(path, data: str | None = None, device: str = "cpu", task_ove
         )
     from .fairseq_files import build_from_state
 
-    task = dict(task_overrides or {})
+    # How the training run read its data (bad clips skipped, its machine's fbank cache) is the
+    # calling tool's to decide, not the training run's: off unless task_overrides says so.
+    task = {"skip_invalid": False, "fbank_cache": None, **(task_overrides or {})}
     if data:
         task["data"] = data
-    state = _upgraded(artefact, {"task": task} if task else None)
+    state = _upgraded(artefact, {"task": task})
     model, _cfg, task = build_from_state(artefact.path, state)
     return model.to(device).eval(), task
 

@@ -27,6 +27,7 @@ from fairseq.models import BaseFairseqModel, register_model
 from omegaconf import OmegaConf, open_dict
 
 from ..checkpoints import encoder_source
+from ..errors import InputError
 from ..features import FbankConfig
 from ..modules.classifier import ClipClassifier
 from .mae_ast import MaeAstModelConfig
@@ -34,7 +35,7 @@ from .mae_ast import MaeAstModelConfig
 logger = logging.getLogger(__name__)
 
 
-class FeatureMismatchError(ValueError):
+class FeatureMismatchError(InputError):
     pass
 
 

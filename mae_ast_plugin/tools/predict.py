@@ -23,7 +23,7 @@ import sys
 import torch
 
 from mae_ast_plugin.checkpoints import load_classifier
-from mae_ast_plugin.cli import command_parser
+from mae_ast_plugin.cli import command_parser, device_option
 from mae_ast_plugin.encoder import (
     DEFAULT_WINDOWING,
     MaeAstEncoder,
@@ -148,7 +148,9 @@ def main(argv=None):
     )
     parser.add_argument("files", nargs="+", help="audio files (any format soundfile reads)")
     parser.add_argument("--top-k", type=int, default=5, help="classes to print per file")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", type=device_option, default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     add_window_option(parser)
     args = parser.parse_args(argv)
     windowing = windowing_of(args)

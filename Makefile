@@ -1,5 +1,6 @@
-# The two commands of the README: `make demo` (the main job on the built-in demo data) and
-# `make test` (the linter, then the tests).  Both create .venv on first use and install into it;
+# The commands of the README: `make demo` (the main job on the built-in demo data), `make test`
+# (the linter, then every test) and `make test-fast` (the linter, then the tests that start no
+# Python process: pytest -m "not slow", under a minute).  Both create .venv on first use and install into it;
 # later runs reuse it.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 # Re-install only when the requirements change.
 STAMP := $(VENV)/.installed-$(shell cat setup.py Makefile | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test clean-demo
+.PHONY: install demo test test-fast clean-demo
 
 install: $(STAMP)
 
@@ -23,6 +24,10 @@ $(STAMP): setup.py
 	@# s3prl is a real client of `mae-ast-export --format authors` in the tests; its own
 	@# requirements (fairseq, s3prl's training stack) are not needed to import its upstreams.
 	$(PY) -m pip install --quiet --no-deps s3prl==0.4.18
+	@# xares (X-ARES) is a real client of mae_ast_plugin.xares_encoder in the tests; its own
+	@# requirements (its training stack: webdataset, ignite, pandas, ...) are not needed by its
+	@# encoder checker, which imports torch and loguru only.
+	$(PY) -m pip install --quiet --no-deps xares==0.1.3
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -32,6 +37,10 @@ demo: install
 test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q --durations=15 tests
+
+test-fast: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not slow" tests
 
 clean-demo:
 	rm -rf data/demo manifests/demo outputs/demo

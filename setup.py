@@ -5,6 +5,10 @@ Python 3.11+, and the working fork (fairseq-fixed) must be compiled against the 
 torch with ``--no-build-isolation``, which pip cannot arrange through install_requires.  Users
 with their own fairseq keep it; everyone else runs ``make install`` (see the Makefile) or
 ``pip install --no-build-isolation fairseq-fixed==0.12.3.1`` after torch.
+
+The training configs are the repository's top-level ``config/``; ``mae_ast_plugin/config`` is a
+symbolic link to it, so the package data below copies the yaml files into every wheel (one copy
+in git) and ``mae-ast-config-dir`` prints where an installation keeps them.
 """
 
 from setuptools import find_packages, setup
@@ -18,6 +22,9 @@ setup(
     license="MIT",
     python_requires=">=3.11,<3.13",
     packages=find_packages(include=["mae_ast_plugin", "mae_ast_plugin.*"]),
+    # the shipped configs, and the code files mae-ast-export --format hf copies into a Hugging
+    # Face model folder
+    package_data={"mae_ast_plugin": ["config/**/*.yaml", "hf_template/*.py"]},
     install_requires=[
         "torch==2.11.0",
         "torchaudio==2.11.0",
@@ -52,11 +59,21 @@ setup(
             "mae-ast-results-table = mae_ast_plugin.evaluation.results_table:main",
             "mae-ast-cv = mae_ast_plugin.evaluation.cv:main",
             "mae-ast-probe = mae_ast_plugin.evaluation.probe:main",
+            "mae-ast-config-dir = mae_ast_plugin.hydra_configs:main",
         ]
     },
     extras_require={
         "fairseq": ["fairseq-fixed==0.12.3.1"],
-        "test": ["pytest==9.2.0", "ruff==0.17.5"],  # make test: ruff check, then pytest
+        # make test: ruff check, then pytest; the field's own clients of the encoder's doors
+        # (hearvalidator brings tensorflow, which its validator imports; xares goes in with
+        # --no-deps from the Makefile, its checker needing only loguru besides torch)
+        "test": [
+            "pytest==9.2.0",
+            "ruff==0.17.5",
+            "hearvalidator==2021.0.2",
+            "transformers==5.25.0",
+            "loguru==0.7.3",
+        ],
     },
     classifiers=[
         "Programming Language :: Python :: 3.11",

@@ -5,14 +5,20 @@
     out = encoder.extract_features([wave_a, wave_b], sample_rate=16000)  # mono or multi-channel
     out.last_hidden_state  # (B, L, C); out.hidden_states: one (B, L, C) per layer
     out.padding_mask       # (B, L), True at tokens that only cover padding
+
+Clips longer than the pretraining crop (10 s) are encoded in overlapping windows of that length
+(:class:`Windowing`), so every token is computed with the positions and context length the
+model was trained on, and memory grows linearly (not quadratically) with the clip's length.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from .checkpoints import load_encoder  # noqa: F401  (re-exported; loading lives there)
 from .features import (
     AudioError,
     FbankConfig,
@@ -20,6 +26,8 @@ from .features import (
     num_frames,
     pad_features,
     resample,
+    shift_samples,
+    window_samples,
 )
 
 
@@ -31,6 +39,84 @@ class EncoderOutput:
 
 
 Waveforms = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """How a clip longer than one window is encoded: in windows of ``window_s`` seconds,
+    ``hop_s`` apart, each encoded as a clip of its own (its filterbank frames are exactly the
+    long clip's frames there, its token positions start at 0), the outputs stitched so that
+    each token comes from the window in which it is most central (ties: the earlier window).
+
+    ``window_s`` = 10 s is the pretraining crop (``task.max_sample_len_s``; the paper pretrains
+    on 10-s AudioSet clips and LibriSpeech crops), so no token sees a position or a context
+    length that training did not.  ``hop_s`` = 7.5 s keeps every token at least 1.25 s from
+    the edges of the window it comes from (except near the clip's own ends) for a third more
+    computation than one pass; a smaller hop buys more context at more cost (5 s: twice).  A clip
+    of at most one window (``window_s`` of whole tokens) is encoded in one pass, exactly as
+    without windowing.  ``batch_windows`` windows go through the network at once: memory for a
+    long clip is that batch's activations plus the stitched output (linear in the length).
+    Windows start on token boundaries (multiples of ``token_frames`` frames), so the stitched
+    tokens are the same grid as a whole-clip pass."""
+
+    window_s: float = 10.0
+    hop_s: float = 7.5
+    batch_windows: int = 16
+
+    def __post_init__(self):
+        if not (self.window_s > 0 and 0 < self.hop_s <= self.window_s):
+            raise ValueError(
+                f"windowing needs 0 < hop_s <= window_s, got window_s={self.window_s}, "
+                f"hop_s={self.hop_s}"
+            )
+        if self.batch_windows < 1:
+            raise ValueError(f"batch_windows must be at least 1, got {self.batch_windows}")
+
+
+class _Plan(NamedTuple):
+    """Where a windowed clip's windows start and which token rows each contributes, in token
+    time steps (blocks of ``token_frames`` frames)."""
+
+    starts: list[int]
+    keep: list[tuple[int, int]]  # per window: [first, last) time step of the clip it gives
+
+
+def window_plan(time_steps: int, window: int, hop: int) -> _Plan:
+    """Windows of ``window`` token time steps, ``hop`` apart (the last one ending at the clip's
+    last whole token), over a clip of ``time_steps``; each time step t is taken from the window
+    whose centre is nearest (ties to the earlier window)."""
+    if time_steps <= window:
+        return _Plan([0], [(0, time_steps)])
+    starts = list(range(0, time_steps - window, hop)) + [time_steps - window]
+    bounds = [0]
+    for before, after in zip(starts, starts[1:], strict=False):
+        # t goes to the earlier window while t - centre_before <= centre_after - t
+        bounds.append((before + after + window - 1) // 2 + 1)
+    bounds.append(time_steps)
+    return _Plan(starts, list(zip(bounds, bounds[1:], strict=False)))
+
+
+DEFAULT_WINDOWING = Windowing()
+
+
+def add_window_option(parser) -> None:
+    """``--window-seconds``: the commands' switch for :class:`Windowing`."""
+    parser.add_argument(
+        "--window-seconds", type=float, default=DEFAULT_WINDOWING.window_s, metavar="S",
+        help="clips longer than S seconds are encoded in windows of S seconds, 3/4 of a window "
+        "apart, each token taken from the window where it is most central (the pretraining "
+        "crop is 10 s); 0: every clip in one pass, whatever its length",
+    )
+
+
+def windowing_of(args) -> "Windowing | None":
+    """The :class:`Windowing` of parsed ``--window-seconds`` (None for 0)."""
+    seconds = args.window_seconds
+    if seconds < 0:
+        raise SystemExit(f"--window-seconds must be 0 (no windows) or positive, got {seconds}")
+    if seconds == 0:
+        return None
+    return Windowing(window_s=seconds, hop_s=0.75 * seconds)
 
 
 class MaeAstEncoder:
@@ -101,6 +187,7 @@ class MaeAstEncoder:
         padding_mask: torch.Tensor | None = None,
         layer: int | None = None,
         channel_axis: int | None = None,
+        windowing: Windowing | None = DEFAULT_WINDOWING,
     ) -> EncoderOutput:
         """Encode clips the way training encodes audio files.
 
@@ -115,6 +202,15 @@ class MaeAstEncoder:
         resampled to the checkpoint's (16 kHz).  ``layer`` (1-based) stops after that many
         layers, so ``last_hidden_state`` is that layer's output.  A clip's features do not
         depend on the other clips of the batch.
+
+        ``windowing``: clips longer than one window are encoded window by window and stitched
+        (:class:`Windowing`; the default: 10-s windows, 7.5 s apart); ``None`` encodes every clip
+        in one pass whatever its length (attention over all its tokens, positions past the
+        training length).  Clips of at most one window give the same output either way.
+
+        Returns :class:`EncoderOutput`: float32 (B, L, C) token embeddings, L the longest clip's
+        tokens (time-major, ``mel_blocks`` tokens per time step of ``token_frames`` frames of
+        10 ms), and the (B, L) padding mask.
 
         Raises :class:`~mae_ast_plugin.features.AudioError` naming the clip
         (``waveforms[i]``) for an empty, non-finite, too short or ambiguous clip.
@@ -135,8 +231,34 @@ class MaeAstEncoder:
                 )
         if layer is not None and not 1 <= layer <= self.num_layers:
             raise ValueError(f"layer must be in 1..{self.num_layers}, got {layer}")
-        # the model's front end computes the filterbanks, on its device (the one place audio
-        # becomes model input, as in training)
+        window = self._window_steps(windowing)
+        plans = [self._plan(clip, windowing, window) for clip in clips]
+        if all(len(plan.starts) == 1 for plan in plans):
+            return self._encode(clips, layer)
+        return self._encode_windowed(clips, plans, window, windowing.batch_windows, layer)
+
+    def _window_steps(self, windowing: Windowing | None) -> int:
+        """Token time steps in one window (0 without windowing)."""
+        if windowing is None:
+            return 0
+        samples = int(round(windowing.window_s * self.features.sample_rate))
+        steps = num_frames(samples, self.features) // self.min_frames
+        if steps < 1:
+            raise ValueError(f"a {windowing.window_s} s window holds no whole token")
+        return steps
+
+    def _plan(self, clip: torch.Tensor, windowing: Windowing | None, window: int) -> _Plan:
+        steps = num_frames(clip.numel(), self.features) // self.min_frames
+        if windowing is None:
+            return _Plan([0], [(0, steps)])
+        hop_frames = windowing.hop_s * 1000.0 / self.features.frame_shift_ms
+        hop = max(1, int(round(hop_frames / self.min_frames)))
+        return window_plan(steps, window, min(hop, window))
+
+    def _encode(self, clips: list[torch.Tensor], layer: int | None) -> EncoderOutput:
+        """One pass of the network over ``clips`` (1-D waveforms at the model's rate, padded
+        into one batch): the model's front end computes the filterbanks, on its device (the one
+        place audio becomes model input, as in training)."""
         source, padding_mask = pad_features(clips, 0)
         out = self.model(
             source.to(self.device), padding_mask.to(self.device), mask=False, output_layer=layer
@@ -147,27 +269,47 @@ class MaeAstEncoder:
             token_padding = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
         return EncoderOutput(x, tuple(out["hidden_states"]), token_padding)
 
+    def _encode_windowed(self, clips, plans, window: int, batch_windows: int, layer):
+        """Encode every window of every clip (a clip of one window is its own window) in
+        batches of ``batch_windows``, and stitch each clip's tokens from its windows.
 
-def load_encoder(path: str, device="cpu") -> MaeAstEncoder:
-    """Load the encoder of a pretraining checkpoint (``mae_ast``/``ssast``, ours or the authors')
-    or of a fine-tuned classifier (its ``encoder_model``).
+        A window goes in as the samples its filterbank frames span: Kaldi frames depend only on
+        their own 25-ms analysis window, so the model's front end computes exactly the clip's
+        frames there (``window x token_frames`` of them)."""
+        cfg = self.model.cfg
+        per_step = max(1, self.features.num_mel_bins // cfg.token_mel_bins)
+        shift, analysis = shift_samples(self.features), window_samples(self.features)
+        window_frames = window * self.min_frames
+        window_span = (window_frames - 1) * shift + analysis
+        jobs = []  # (clip index, first frame or None for the whole clip, rows kept)
+        for index, plan in enumerate(plans):
+            if len(plan.starts) == 1:
+                jobs.append((index, None, 0, plan.keep[0][1]))
+                continue
+            for start, (first, last) in zip(plan.starts, plan.keep, strict=True):
+                jobs.append((index, start * self.min_frames, first - start, last - start))
+        pieces = [[] for _ in clips]  # per clip: per window, a tuple of per-layer token rows
+        for begin in range(0, len(jobs), batch_windows):
+            chunk = jobs[begin : begin + batch_windows]
+            waves = [
+                clips[index] if frame is None
+                else clips[index][frame * shift : frame * shift + window_span]
+                for index, frame, _, _ in chunk
+            ]
+            out = self._encode(waves, layer)
+            for row, (index, _, first, last) in enumerate(chunk):
+                rows = slice(first * per_step, last * per_step)
+                pieces[index].append(tuple(h[row, rows] for h in out.hidden_states))
+        lengths = [sum(p[0].shape[0] for p in clip_pieces) for clip_pieces in pieces]
+        longest = max(lengths)
+        hidden = []
+        for depth in range(len(pieces[0][0])):
+            sample = pieces[0][0][depth]
+            stacked = sample.new_zeros((len(clips), longest, sample.shape[-1]))
+            for index, clip_pieces in enumerate(pieces):
+                stacked[index, : lengths[index]] = torch.cat([p[depth] for p in clip_pieces])
+            hidden.append(stacked)
+        positions = torch.arange(longest, device=hidden[0].device)
+        padding = positions.unsqueeze(0) >= torch.tensor(lengths, device=positions.device)[:, None]
+        return EncoderOutput(hidden[-1], tuple(hidden), padding)
 
-    ``path`` is a fairseq ``.pt`` checkpoint (needs fairseq; read with ``torch.load(...,
-    weights_only=True)``, so a file that would run code is refused with
-    ``checkpoints.UnsafeCheckpointError``) or a folder written by ``mae-ast-export ... --format
-    safetensors`` (needs only torch and safetensors)."""
-    from .pretrained import is_model_folder, load_folder
-
-    if is_model_folder(path):
-        network, features, _config = load_folder(path)
-        model = getattr(network, "encoder_model", network)
-        return MaeAstEncoder(model, features, device=device)
-
-    from fairseq import checkpoint_utils
-
-    from .checkpoints import features_config, read_checkpoint
-
-    state = read_checkpoint(path)
-    models, cfg, _task = checkpoint_utils.load_model_ensemble_and_task([path], state=state)
-    model = getattr(models[0], "encoder_model", models[0])
-    return MaeAstEncoder(model, features_config(cfg), device=device)

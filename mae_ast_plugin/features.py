@@ -24,8 +24,10 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
+from .errors import InputError
 
-class AudioError(ValueError):
+
+class AudioError(InputError):
     """A clip that cannot be turned into features (unreadable, empty, non-finite, too short)."""
 
 
@@ -207,11 +209,17 @@ _MEL_BANKS = {}
 
 def _mel_banks(cfg: FbankConfig, padded_window: int, device, dtype) -> torch.Tensor:
     """Kaldi's mel filters (torchaudio's ``get_mel_banks``, the fbank defaults: 20 Hz to
-    Nyquist, no VTLN) as (padded_window // 2 + 1, num_mel_bins), kept per device."""
+    Nyquist, no VTLN) as (padded_window // 2 + 1, num_mel_bins), kept per device.
+
+    The cache holds one matrix per (filterbank settings, device, dtype), which does not grow
+    with the audio: 257 x 128 float32 = 132 KB for the paper's settings, for at most 8 keys
+    (then it is emptied and refilled)."""
     import torchaudio.compliance.kaldi
 
     key = (int(cfg.num_mel_bins), padded_window, float(cfg.sample_rate), str(device), dtype)
     if key not in _MEL_BANKS:
+        if len(_MEL_BANKS) >= 8:
+            _MEL_BANKS.clear()
         banks, _ = torchaudio.compliance.kaldi.get_mel_banks(
             int(cfg.num_mel_bins), padded_window, float(cfg.sample_rate), 20.0, 0.0, 100.0,
             -500.0, 1.0,
@@ -255,8 +263,8 @@ def batched_fbank(waveforms: torch.Tensor, lengths: torch.Tensor, cfg: FbankConf
     frames = torch.nn.functional.pad(frames * povey, (0, padded_window - window))
     power = torch.fft.rfft(frames).abs().pow(2.0)
     mel = torch.matmul(power, _mel_banks(cfg, padded_window, device, dtype))
-    epsilon = torch.tensor(torch.finfo(torch.float).eps, device=device, dtype=dtype)
-    fbank = torch.max(mel, epsilon).log()
+    # clamp by a Python number: a torch.tensor(eps, device=...) would be a blocking host copy
+    fbank = mel.clamp(min=torch.finfo(torch.float).eps).log()
     clip_frames = torch.where(
         lengths >= window, 1 + torch.div(lengths - window, shift, rounding_mode="floor"), 0
     )

@@ -1,5 +1,6 @@
 """Shared test helpers: small generated audio corpora and a fairseq-hydra-train runner."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,6 +12,60 @@ import soundfile
 
 REPO = Path(__file__).resolve().parents[1]
 HYDRA_TRAIN = str(Path(sys.executable).parent / "fairseq-hydra-train")
+
+
+# The test tiers (pyproject.toml's `slow` marker; README, "Commands"): a test that starts a
+# Python process (fairseq-hydra-train, a console script, torchrun, `python -c`) pays seconds of
+# interpreter, torch and fairseq start-up, so it must be marked slow, directly or through its
+# fixtures.  The guard below makes an unmarked one fail, so `make test-fast` stays fast.
+_BIN = os.path.dirname(os.path.abspath(sys.executable))
+
+
+def _python_program(args) -> str | None:
+    """The program a ``subprocess.Popen(args)`` call starts if it is a Python process of this
+    environment (an interpreter or a script of its bin directory), else None."""
+    first = args.split()[0] if isinstance(args, str) else args[0] if args else ""
+    program = os.path.abspath(os.fsdecode(first))
+    if os.path.dirname(program) == _BIN or os.path.basename(program).startswith("python"):
+        return program
+    return None
+
+
+@contextlib.contextmanager
+def _slow_guard(item):
+    """While an unmarked test is set up or run, starting a Python process fails it."""
+    if item.get_closest_marker("slow") is not None:
+        yield
+        return
+    original = subprocess.Popen.__init__
+
+    def guarded(self, args, *rest, **kwargs):
+        program = _python_program(args)
+        if program is not None:
+            pytest.fail(
+                f"{item.nodeid} starts {program} but is not marked slow: add "
+                "@pytest.mark.slow to it (or to the test using the fixture that starts it)",
+                pytrace=False,
+            )
+        original(self, args, *rest, **kwargs)
+
+    subprocess.Popen.__init__ = guarded
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _slow_guard(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _slow_guard(item):
+        return (yield)
 
 
 def console_script(name: str) -> str:

@@ -10,7 +10,7 @@ from fairseq import checkpoint_utils
 from omegaconf import OmegaConf
 
 import mae_ast_plugin  # noqa: F401
-from mae_ast_plugin.compat import IncompatibleCheckpointError, upgrade_authors_cfg
+from mae_ast_plugin.checkpoints.authors import IncompatibleCheckpointError, upgrade_authors_cfg
 from mae_ast_plugin.encoder import load_encoder
 from mae_ast_plugin.features import compute_fbank
 

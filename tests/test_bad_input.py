@@ -59,7 +59,7 @@ def dataset(manifest_path, skip_invalid=False):
         ("missing", "cannot read audio file"),
         ("corrupt", "cannot read audio file"),
         ("empty", "is empty"),
-        ("short", "fewer than the 16 frames of one token"),
+        ("short", "fewer than the 16 frames the model needs"),
         ("nan", "NaN or infinite"),
     ],
 )
@@ -114,6 +114,7 @@ def test_min_sample_size_filter_keeps_line_numbers(tmp_path):
     assert len(manifest) == 1 and manifest.where(0) == f"{path}:3 ({tmp_path / 'long.wav'})"
 
 
+@pytest.mark.slow
 def test_training_with_skip_invalid_reports_the_count(tmp_path):
     manifest_with(tmp_path, "nan", good=10)
     proc = hydra_train(

@@ -4,7 +4,11 @@ would (subprocesses of the console scripts); checks the JSON reports."""
 import json
 import subprocess
 
+import pytest
 from conftest import REPO, console_script
+
+# Every test here starts a Python process (README, "Commands": the test tiers).
+pytestmark = pytest.mark.slow
 
 
 def run_script(*args, timeout=300):

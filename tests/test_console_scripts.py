@@ -43,6 +43,7 @@ def test_help_shows_usage_and_an_example(name, capsys):
     assert "example" in text.lower() and f"  {name} " in text  # an indented example command
 
 
+@pytest.mark.slow
 def test_the_installed_script_runs():
     """The executable that pip wrote calls the module's main (one subprocess for all: each
     costs an interpreter start with torch and fairseq)."""

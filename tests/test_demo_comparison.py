@@ -21,7 +21,7 @@ def test_verdict_and_lines():
     assert lines[1] == "  pretrained encoder: 0.400 ± 0.040"
     assert lines[2] == "  random init:        0.220 ± 0.030"
     assert "gain +0.180" in lines[3] and "the gain exceeds twice its standard error" in lines[3]
-    # the issue's fine-tuning result: 0.417 against 0.344 on 96 clips says nothing
+    # a fine-tuning result once reported: 0.417 against 0.344 on 96 clips says nothing
     from mae_ast_plugin.evaluation.probe import binomial_se
 
     result, lines = demo.comparison_lines(
@@ -30,6 +30,7 @@ def test_verdict_and_lines():
     assert not result["exceeds_2se"] and "does NOT exceed" in lines[3]
 
 
+@pytest.mark.slow
 def test_probe_stage_and_timing(tmp_path, monkeypatch):
     demo = load_demo()
     manifests = tmp_path / "manifests"
@@ -47,6 +48,7 @@ def test_probe_stage_and_timing(tmp_path, monkeypatch):
     assert result["gain"] == pytest.approx(probed["test"] - control["test"])
 
 
+@pytest.mark.slow
 def test_finetune_stage_runs_side_by_side_and_scores_both(tmp_path, monkeypatch, capsys):
     """The demo's fine-tuning stage: both runs (pretrained, scratch with the same encoder size)
     train at once through fairseq-hydra-train, and each best checkpoint is scored on test."""
@@ -74,16 +76,19 @@ def test_finetune_stage_runs_side_by_side_and_scores_both(tmp_path, monkeypatch,
     assert "[keyword_scratch]   valid update" in printed
     scratch_log = (tmp_path / "out" / "keyword_scratch" / "hydra_train.log").read_text()
     assert "'encoder_embed_dim': 64" in scratch_log
-    # re-running the demo skips finished runs: fairseq would train them one more epoch
+    # re-running the demo skips runs finished with the same command and inputs: fairseq would
+    # train them one more epoch
     again = demo.finetune_keyword({
         "pretrained": [f"model.pretrained_checkpoint={CHECKPOINT}", *short],
         "scratch": ["+init=scratch", *demo.encoder_overrides(CHECKPOINT), *short],
     })
     assert again == results
     assert (tmp_path / "out" / "keyword_scratch" / "hydra_train.log").read_text() == scratch_log
-    assert "finished by an earlier run of the same command, skipped" in capsys.readouterr().out
+    assert "finished by an earlier run of the same command and inputs, skipped" in (
+        capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_a_failed_finetuning_run_is_named(tmp_path, monkeypatch):
     demo = load_demo()
     monkeypatch.setattr(demo, "OUT", tmp_path / "out")

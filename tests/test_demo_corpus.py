@@ -109,6 +109,7 @@ def _hashes(root):
 # ---------------------------------------------------------------- speech_synth
 
 
+@pytest.mark.slow
 def test_import_without_espeakng_loader():
     # Blocking the package makes `import espeakng_loader` raise ImportError.
     code = f"""
@@ -204,6 +205,7 @@ def test_resample_keeps_frequency():
 # ---------------------------------------------------------------- corpus
 
 
+@pytest.mark.slow
 def test_manifest_format(built):
     for manifest in _manifests(built):
         root, rows = _read_manifest(manifest)
@@ -222,6 +224,7 @@ def test_manifest_format(built):
         assert all(n == 16000 for _, n in rows)
 
 
+@pytest.mark.slow
 def test_labels_parallel_to_manifests(built):
     expected_rows = {"keyword": {"train": 12 * 2, "valid": 12, "test": 12},
                      "speaker": {"train": 3 * 3, "valid": 3 * 2, "test": 3 * 2}}
@@ -249,6 +252,7 @@ def test_labels_parallel_to_manifests(built):
         assert set(map(int, labels)) == set(range(len(names)))
 
 
+@pytest.mark.slow
 def test_keyword_test_voices_unseen(built):
     voices = {split: {m["identity"] for m in
                       _read_meta(built / "manifests" / "keyword" / f"{split}.meta.jsonl")}
@@ -257,6 +261,7 @@ def test_keyword_test_voices_unseen(built):
     assert voices["valid"].isdisjoint(voices["train"])
 
 
+@pytest.mark.slow
 def test_speaker_splits(built):
     meta = {split: _read_meta(built / "manifests" / "speaker" / f"{split}.meta.jsonl")
             for split in SPLITS}
@@ -274,6 +279,7 @@ def test_speaker_splits(built):
     assert len(set(identity.values())) == len(identity) == 3
 
 
+@pytest.mark.slow
 def test_deterministic_and_seed_dependent(built, corpus_script, tmp_path):
     same = tmp_path / "same"
     corpus_script.build(corpus_script.get_parser().parse_args(_build_args(same, 7)))
@@ -287,6 +293,7 @@ def test_deterministic_and_seed_dependent(built, corpus_script, tmp_path):
     assert sum(a[k] != b[k] for k in wavs) == len(wavs)
 
 
+@pytest.mark.slow
 def test_rerun_is_skipped_unless_forced(built, corpus_script, capsys):
     record_path = built / "manifests" / "corpus.json"
     before = {p: p.stat().st_mtime_ns for p in (built / "audio").rglob("*.wav")}

@@ -21,6 +21,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# Every test here starts a Python process (README, "Commands": the test tiers).
+pytestmark = pytest.mark.slow
+
 RECORD_ENV = "MAE_AST_TEST_RECORD"
 HERE = Path(__file__).resolve()
 

@@ -78,6 +78,7 @@ def evaluate_audioset(runs, manifest, out, *extra) -> int:
     return evaluate.main([*args, *extra])
 
 
+@pytest.mark.slow
 def test_evaluate_cli_on_a_manifest_path(runs, base, tmp_path, capsys):
     data = recipe_data(base, "audioset_20k")
     out = tmp_path / "as.json"
@@ -89,6 +90,7 @@ def test_evaluate_cli_on_a_manifest_path(runs, base, tmp_path, capsys):
     assert len(scored) == 5 and all(c["support"] > 0 for c in scored)
 
 
+@pytest.mark.slow
 def test_predict_prints_top_k(runs, base, capsys):
     wav = sorted((recipe_data(base, "speechcommands_v2") / "audio").glob("test_*.wav"))[0]
     assert (
@@ -111,6 +113,7 @@ def test_predict_prints_top_k(runs, base, capsys):
     assert "class" in lines[1] and "(/m/c" in lines[1]
 
 
+@pytest.mark.slow
 def test_predict_reports_unreadable_files(runs, tmp_path, capsys):
     bad = tmp_path / "not_audio.wav"
     bad.write_text("this is not audio")
@@ -118,8 +121,11 @@ def test_predict_reports_unreadable_files(runs, tmp_path, capsys):
     assert "cannot read audio file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_predict_refuses_a_pretraining_checkpoint(base):
-    with pytest.raises(predict.NotAClassifierError, match="not a fine-tuned mae_ast_classifier"):
+    from mae_ast_plugin.checkpoints import NotAClassifierError
+
+    with pytest.raises(NotAClassifierError, match="pretraining checkpoint without a classifier"):
         predict.load_classifier(pretrained_checkpoint(base))
 
 
@@ -156,8 +162,9 @@ def test_console_scripts_show_usage_and_an_example(command, monkeypatch, capsys)
     assert out.startswith(f"usage: {command}") and "Example" in out
 
 
+@pytest.mark.slow
 def test_evaluate_skip_invalid_is_the_remedy_it_offers(runs, base, tmp_path, capsys):
-    """Case 06 of issue 10: a test line too short for one token is an error naming the line
+    """A test line too short for one token is an error naming the line
     and a remedy mae-ast-evaluate offers (--skip-invalid), which skips and counts it."""
     data = tmp_path / "data"
     shutil.copytree(recipe_data(base, "speechcommands_v2"), data)
@@ -188,8 +195,9 @@ def test_evaluate_skip_invalid_is_the_remedy_it_offers(runs, base, tmp_path, cap
     assert sum(c["support"] for c in result["per_class"]) == 3
 
 
+@pytest.mark.slow
 def test_evaluate_writes_null_not_nan_when_map_is_undefined(runs, base, tmp_path, capsys):
-    """Case 10 of issue 10: no positive label in the split: mAP null with the reason, strict
+    """No positive label in the split: mAP null with the reason, strict
     JSON, exit status 1, and the results table refuses the file."""
     data = tmp_path / "data"
     shutil.copytree(recipe_data(base, "audioset_20k"), data)
@@ -209,6 +217,7 @@ def test_evaluate_writes_null_not_nan_when_map_is_undefined(runs, base, tmp_path
         results_table.main([str(out), "--out", str(tmp_path / "t.md")])
 
 
+@pytest.mark.slow
 def test_predict_clip_reads_an_array_like_its_file(runs, base, tmp_path):
     """A stereo 44.1 kHz 24-bit clip handed over as an array (soundfile's (samples, channels)
     int32 or torchaudio's (channels, samples) float) scores as the file does."""

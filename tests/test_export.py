@@ -24,9 +24,12 @@ from finetune_helpers import (
 )
 
 from mae_ast_plugin import load_encoder
-from mae_ast_plugin.export import NotExportableError, authors_cfg
+from mae_ast_plugin.checkpoints.authors import NotExportableError, authors_cfg
 from mae_ast_plugin.export import main as export_main
 from mae_ast_plugin.features import FbankConfig
+
+# Every test here starts a Python process (README, "Commands": the test tiers).
+pytestmark = pytest.mark.slow
 
 FIXTURES = REPO / "tests" / "fixtures" / "authors-mae-ast"
 EXPORT = str(Path(sys.executable).parent / "mae-ast-export")
@@ -150,7 +153,7 @@ def test_authors_format_loads_in_s3prl_with_the_same_hidden_states(name, checkpo
                 assert theirs_layer.shape == expected.shape
                 assert torch.allclose(theirs_layer, expected, atol=1e-4)
 
-    # and the export reads back into this plugin (through compat.py) as the same encoder
+    # and the export reads back into this plugin (through checkpoints.authors) as the same encoder
     again = load_encoder(str(out)).extract_features([clip(9000, 3)], 16000).last_hidden_state
     first = encoder.extract_features([clip(9000, 3)], 16000).last_hidden_state
     assert torch.allclose(again, first, atol=1e-5)
@@ -159,10 +162,10 @@ def test_authors_format_loads_in_s3prl_with_the_same_hidden_states(name, checkpo
 def test_authors_format_refuses_options_it_lacks(runs, checkpoints, tmp_path):
     from omegaconf import OmegaConf
 
-    from mae_ast_plugin.models.mae_ast import MaeAstConfig
+    from mae_ast_plugin.models.mae_ast import MaeAstModelConfig
 
     def cfg(**changes):
-        fields = dataclasses.asdict(MaeAstConfig())
+        fields = dataclasses.asdict(MaeAstModelConfig())
         return OmegaConf.create({**fields, "_name": "mae_ast", **changes})
 
     fbank = FbankConfig()
@@ -207,6 +210,7 @@ BLOCKED_RUNNER = textwrap.dedent(
     import numpy as np
     import torch
     import mae_ast_plugin
+    from mae_ast_plugin.checkpoints import load_classifier
     from mae_ast_plugin.tools import predict
 
     folder, clips, out, wav = sys.argv[1:5]
@@ -218,7 +222,7 @@ BLOCKED_RUNNER = textwrap.dedent(
     for i, h in enumerate(result.hidden_states):
         arrays[f"layer{i}"] = h.numpy()
     if json.load(open(folder + "/config.json"))["classifier"]:
-        model, task = predict.load_exported_classifier(folder)
+        model, task = load_classifier(folder)
         arrays["probabilities"] = predict.predict_file(model, task, wav).numpy()
         assert predict.main([folder, wav, "--top-k", "2", "--device", "cpu"]) == 0
     np.savez(out, **arrays)
@@ -315,7 +319,7 @@ def test_classifier_folder_predicts_without_fairseq(recipe, runs, base, tmp_path
 
 
 def test_folder_with_unknown_encoder_field_is_refused(checkpoints, tmp_path):
-    from mae_ast_plugin.pretrained import FolderFormatError
+    from mae_ast_plugin.checkpoints import FolderFormatError
 
     folder = tmp_path / "model"
     exported = export_script(

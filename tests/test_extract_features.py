@@ -80,6 +80,7 @@ def test_mean_pooled_features_match_the_encoder_and_resume(corpus, tmp_path):
     assert clash.returncode != 0 and "other settings" in clash.stderr
 
 
+@pytest.mark.slow
 def test_token_features_and_bad_clip(corpus, tmp_path):
     tsv = tmp_path / "with_bad.tsv"
     tsv.write_text((corpus / "clips.tsv").read_text() + "missing.wav\t16000\n")

@@ -204,6 +204,7 @@ def test_other_features_are_refused(cached_corpus):
         FbankCache.open(str(cache_dir), "train", manifest, FbankConfig(num_mel_bins=80))
 
 
+@pytest.mark.slow
 def test_training_from_the_cache_logs_the_same_losses(tiny_corpus, tmp_path):
     """End to end: the script builds every split, and fairseq-hydra-train with task.fbank_cache
     trains exactly as without it."""

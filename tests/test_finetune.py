@@ -4,6 +4,7 @@ and the classifier's options."""
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,6 +40,7 @@ def make_task(data, **overrides):
 
 
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
 def test_recipe_trains_and_evaluates(recipe, runs, base, tmp_path):
     checkpoint = checkpoint_of(runs, recipe)
@@ -58,6 +60,7 @@ def test_recipe_trains_and_evaluates(recipe, runs, base, tmp_path):
         assert (tmp_path / "metrics.confusion.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_validation_logs_the_best_checkpoint_metric(runs):
     for recipe, metric in (("esc50", "valid_accuracy"), ("audioset_20k", "valid_mAP")):
         log = (checkpoint_of(runs, recipe).parents[1] / "hydra_train.log").read_text()
@@ -66,6 +69,7 @@ def test_validation_logs_the_best_checkpoint_metric(runs):
         assert 0.0 <= state["extra_state"]["val_loss"] <= 1.0  # the metric chose checkpoint_best
 
 
+@pytest.mark.slow
 def test_authors_checkpoint_with_layer_decay(runs, base, tmp_path):
     checkpoint = checkpoint_of(runs, "authors_layer_decay")
     log = (checkpoint.parents[1] / "hydra_train.log").read_text()
@@ -80,6 +84,7 @@ def test_authors_checkpoint_with_layer_decay(runs, base, tmp_path):
     assert result["model"]["encoder_layers"] == 2 and result["benchmark"] == "KS1"
 
 
+@pytest.mark.slow
 def test_scratch_frozen_encoder(runs):
     state = torch.load(
         checkpoint_of(runs, "scratch_frozen"), map_location="cpu", weights_only=False
@@ -92,22 +97,24 @@ def test_scratch_frozen_encoder(runs):
     )
 
 
+@pytest.mark.slow
 def test_finetuned_checkpoint_loads_without_training_data_or_pretrained_file(runs, monkeypatch):
     from mae_ast_plugin.tools.predict import load_classifier
 
     def no_pretrained_file(path):
         raise AssertionError(f"read the pretrained checkpoint {path}")
 
-    monkeypatch.setattr(mae_ast_classifier, "read_checkpoint", no_pretrained_file)
+    monkeypatch.setattr(mae_ast_classifier, "encoder_source", no_pretrained_file)
     model, task = load_classifier(str(checkpoint_of(runs, "esc50")), data="/nonexistent/data")
     assert len(task.classes) == 50 and task.classes.names[3] == "class 3, a test class"
     logits = model(fbank=torch.randn(1, 100, 128))["logits"]
     assert logits.shape == (1, 50)
 
 
+@pytest.mark.slow
 def test_cross_validation_runner(runs, base, tmp_path):
-    """Two ESC-50 folds: fold 1 reuses the recipe run (resumed from its metrics.json), fold 2
-    trains; the summary averages test accuracy."""
+    """Two ESC-50 folds: fold 1 reuses the recipe run (its metrics.json, made from the same
+    inputs), fold 2 trains; the summary averages test accuracy."""
     data = recipe_data(base, "esc50")
     out = tmp_path / "esc50_cv"
     shutil.copytree(checkpoint_of(runs, "esc50").parent, out / "fold1" / "checkpoints")
@@ -117,6 +124,10 @@ def test_cross_validation_runner(runs, base, tmp_path):
         out=out / "fold1/metrics.json",
         device="cpu",
     )
+    # the recipe run was made with this command's inputs: recorded as mae-ast-cv records them
+    inputs = cv.fold_inputs("esc50", Path(data).resolve() / "fold1",
+                            str(pretrained_checkpoint(base)), TINY_FINETUNE, "test")
+    (out / "fold1" / cv.RUN_RECORD).write_text(json.dumps(inputs))
     assert (
         cv.main(
             [
@@ -240,6 +251,7 @@ def test_multi_label_targets(tmp_path):
     assert torch.equal(target, expected)
 
 
+@pytest.mark.slow
 def test_features_must_match_the_pretrained_checkpoint(base, small_data):
     task = make_task(small_data, features={"num_mel_bins": 64})
     cfg = OmegaConf.create(
@@ -261,6 +273,7 @@ def build_classifier(base, data, **options):
     return task, task.build_model(cfg)
 
 
+@pytest.mark.slow
 def test_the_classifier_and_its_datasets_are_built_whole(base, small_data):
     """The model resolves its encoder's config without writing into the config it was given;
     the task records it in the config that checkpoints save; datasets loaded after the model
@@ -283,6 +296,7 @@ def test_the_classifier_and_its_datasets_are_built_whole(base, small_data):
     assert task.dataset("train").min_frames == model.min_frames == 16
 
 
+@pytest.mark.slow
 def test_layer_decay_requires_the_composite_optimizer(base, small_data):
     from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 
@@ -300,6 +314,7 @@ def test_layer_decay_requires_the_composite_optimizer(base, small_data):
         model.check_optimizer(adam)
 
 
+@pytest.mark.slow
 def test_augmentations_and_layer_weighting(base, small_data):
     torch.manual_seed(0)
     _, model = build_classifier(

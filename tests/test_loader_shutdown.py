@@ -1,8 +1,9 @@
-"""Issue 14.4: loader workers are stopped when training ends, before interpreter shutdown
+"""Loader workers are stopped when training ends, before interpreter shutdown
 (where fairseq's persistent, pin-memory DataLoader iterators hung the exit on a GPU machine)."""
 
 import multiprocessing
 
+import pytest
 from conftest import TINY_MODEL, hydra_train
 from omegaconf import OmegaConf
 
@@ -23,6 +24,7 @@ def test_half_consumed_persistent_loader_is_stopped(tiny_corpus):
     assert not multiprocessing.active_children()
 
 
+@pytest.mark.slow
 def test_fairseq_hydra_train_with_4_workers_stops_them_and_exits(tiny_corpus, tmp_path):
     proc = hydra_train(
         "mae_ast_patch",

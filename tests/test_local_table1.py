@@ -39,6 +39,7 @@ def read_meta(manifests: Path, part: str, split: str):
     return [json.loads(line) for line in lines]
 
 
+@pytest.mark.slow
 def test_results_file(tiny_run):
     out, _ = tiny_run
     results = json.loads((out / "results.json").read_text())
@@ -89,6 +90,7 @@ def test_results_file(tiny_run):
     assert results["run"]["sessions"] and results["run"]["total_wall_s"] > 0
 
 
+@pytest.mark.slow
 def test_report_and_figure(tiny_run):
     out, _ = tiny_run
     report = (out / "report.md").read_text()
@@ -121,6 +123,7 @@ def test_report_and_figure(tiny_run):
     assert figure.startswith(b"\x89PNG") and len(figure) < 200_000
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_runs_and_keeps_the_discussion(tiny_run):
     out, _ = tiny_run
     before = json.loads((out / "results.json").read_text())
@@ -143,6 +146,7 @@ def test_resume_skips_finished_runs_and_keeps_the_discussion(tiny_run):
     assert "A hand-written discussion." in report.read_text()
 
 
+@pytest.mark.slow
 def test_split_rules(tiny_run):
     out, _ = tiny_run
     manifests = out / "manifests"
@@ -217,6 +221,7 @@ def _digests(root: Path):
     return digests
 
 
+@pytest.mark.slow
 def test_benchmark_is_deterministic(tmp_path):
     sizes = [
         "--num-pretrain",

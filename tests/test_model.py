@@ -6,18 +6,18 @@ import torch.nn.functional as F
 from conftest import TINY_ARCH
 
 from mae_ast_plugin.criterions.mae_ast_criterion import masked_prediction_losses
-from mae_ast_plugin.models.mae_ast import MaeAstConfig, MaeAstModel
+from mae_ast_plugin.models.mae_ast import MaeAstModel, MaeAstModelConfig
 from mae_ast_plugin.modules.masking import num_masked_tokens
 
 
 def tiny(**overrides):
     cfg = dict(TINY_ARCH, **overrides)
     torch.manual_seed(0)
-    return MaeAstModel(MaeAstConfig(**cfg))
+    return MaeAstModel(MaeAstModelConfig(**cfg))
 
 
 def test_defaults_are_the_papers():
-    cfg = MaeAstConfig()
+    cfg = MaeAstModelConfig()
     assert (cfg.token_frames, cfg.token_mel_bins, cfg.mask_type, cfg.mask_ratio) == (
         16,
         16,

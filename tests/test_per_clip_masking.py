@@ -1,4 +1,4 @@
-"""Issue 10.2: every clip is masked at the ratio asked, whatever it is batched with; batches
+"""Every clip is masked at the ratio asked, whatever it is batched with; batches
 budget the same audio per file whatever its native rate."""
 
 import numpy as np
@@ -11,8 +11,8 @@ from mae_ast_plugin.criterions.mae_ast_criterion import masked_prediction_losses
 from mae_ast_plugin.data.fbank_dataset import FbankAudioDataset
 from mae_ast_plugin.data.manifest import native_sample_rates, read_manifest
 from mae_ast_plugin.features import FbankConfig
-from mae_ast_plugin.models.mae_ast import MaeAstConfig, MaeAstModel
-from mae_ast_plugin.models.ssast import SsastConfig, SsastModel
+from mae_ast_plugin.models.mae_ast import MaeAstModel, MaeAstModelConfig
+from mae_ast_plugin.models.ssast import SsastModel, SsastModelConfig
 from mae_ast_plugin.modules.masking import num_masked_tokens
 from mae_ast_plugin.modules.tokens import sinusoidal_positions
 
@@ -57,7 +57,7 @@ def test_batching_sizes_are_16khz_samples_whatever_the_native_rate(mixed_corpus)
     assert given.sizes.tolist() == [min(int(s * r), 48000) for s, r in CLIPS]
 
 
-MODELS = [(MaeAstModel, MaeAstConfig), (SsastModel, SsastConfig)]
+MODELS = [(MaeAstModel, MaeAstModelConfig), (SsastModel, SsastModelConfig)]
 
 
 @pytest.mark.parametrize("model_cls, cfg_cls", MODELS)
@@ -86,7 +86,7 @@ def test_ssast_replaces_exactly_each_clips_masked_tokens(mixed_corpus):
     ds = dataset(mixed_corpus)
     batch = ds.collater([ds[i] for i in range(len(CLIPS))])
     torch.manual_seed(0)
-    model = SsastModel(SsastConfig(**TINY)).eval()  # no dropout: inputs compare exactly
+    model = SsastModel(SsastModelConfig(**TINY)).eval()  # no dropout: inputs compare exactly
     seen = []
     model.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     out = model(**batch["net_input"], mask=True)

@@ -77,3 +77,102 @@ def test_grouped_stratified_holdout_keeps_groups_and_covers_classes():
         items, 0.2, split_rng(0), group_of=lambda item: item[0], labels_of=lambda item: item[1]
     )
     assert again == (kept, held, too_rare)
+
+
+# ------------------------------------------------------------------------------------------
+# Carved splits keep their stated size
+
+
+def _esc50_shaped(seed):
+    """50 classes x 40 clips from sources of 1-5 takes (ESC-50's src_file groups)."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for label in range(50):
+        clips, source = 0, 0
+        while clips < 40:
+            takes = min(int(rng.choice([1, 1, 2, 3, 4, 5])), 40 - clips)
+            items += [(f"c{label}s{source}", (label,))] * takes
+            clips, source = clips + takes, source + 1
+    return items
+
+
+def _iemocap_shaped(seed):
+    """120 dialogues of 10-90 utterances, each dialogue skewed towards some of 4 emotions."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for dialogue in range(120):
+        weights = rng.dirichlet(np.full(4, 0.7))
+        items += [(f"d{dialogue}", (int(rng.choice(4, p=weights)),))
+                  for _ in range(int(rng.integers(10, 90)))]
+    return items
+
+
+def _unequal_multilabel(seed):
+    """Multi-label groups of very unequal sizes: a few of 150-300 items, many of 1-3."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for group in range(200):
+        size = int(rng.integers(150, 300)) if group % 40 == 0 else int(rng.integers(1, 4))
+        for _ in range(size):
+            labels = tuple(sorted({int(c) for c in rng.integers(0, 12, size=rng.integers(1, 4))}))
+            items.append((f"g{group}", labels))
+    return items
+
+
+@pytest.mark.parametrize(
+    "make, fraction",
+    [(_esc50_shaped, 1 / 8), (_iemocap_shaped, 0.2), (_unequal_multilabel, 0.1),
+     (_unequal_multilabel, 0.3)],
+)
+def test_carved_split_keeps_its_size_groups_and_classes(make, fraction):
+    """The held-out share is within HOLDOUT_TOLERANCE of the fraction on every seed (IEMOCAP-
+    shaped dialogues were 6 points off), groups stay whole, every class with two or more groups
+    is on both sides, and the summary states the achieved share and the tolerance."""
+    from mae_ast_plugin.prep.splits import (
+        HOLDOUT_TOLERANCE,
+        grouped_stratified_holdout,
+        split_rng,
+    )
+    from mae_ast_plugin.prep.summary import PrepSummary
+
+    for seed in range(10):
+        items = make(seed)
+        summary = PrepSummary("test")
+        kept, held, too_rare = grouped_stratified_holdout(
+            items, fraction, split_rng(0, seed), group_of=lambda item: item[0],
+            labels_of=lambda item: item[1], summary=summary, name="fold1/valid",
+        )
+        assert sorted(kept + held) == sorted(items)
+        assert abs(len(held) / len(items) - fraction) <= HOLDOUT_TOLERANCE, seed
+        assert not {g for g, _ in kept} & {g for g, _ in held}
+        groups_of = {}
+        for group, labels in items:
+            for label in labels:
+                groups_of.setdefault(label, set()).add(group)
+        kept_classes = {c for _, labels in kept for c in labels}
+        held_classes = {c for _, labels in held for c in labels}
+        assert kept_classes == set(groups_of)  # nothing trained on is lost
+        assert {c for c, g in groups_of.items() if len(g) >= 2} <= held_classes
+        assert too_rare == sorted(c for c, g in groups_of.items() if len(g) < 2)
+        assert summary.notes == [
+            f"fold1/valid: {len(held)} of {len(items)} clips held out "
+            f"({100 * (len(held) / len(items)):.1f}%; stated {100 * fraction:.1f}% ± 2 points)"
+        ]
+
+
+def test_carved_split_says_when_its_groups_forbid_the_tolerance():
+    """Two groups of 50 and 5 items cannot give 20%: the summary gives the achieved share and
+    why (whole groups of these sizes)."""
+    from mae_ast_plugin.prep.splits import grouped_stratified_holdout, split_rng
+    from mae_ast_plugin.prep.summary import PrepSummary
+
+    items = [("big", (0,))] * 50 + [("small", (0,))] * 5
+    summary = PrepSummary("test")
+    kept, held, _ = grouped_stratified_holdout(
+        items, 0.2, split_rng(0), group_of=lambda item: item[0],
+        labels_of=lambda item: item[1], summary=summary, name="valid",
+    )
+    assert len(held) == 5 and len(kept) == 50
+    (note,) = summary.notes
+    assert note.startswith("valid: 5 of 55 clips held out (9.1%; stated 20.0% ± 2 points)")
+    assert "outside the tolerance" in note and "(5-50 clips each)" in note

@@ -23,6 +23,7 @@ from prep_testing import (
 # LibriSpeech
 
 
+@pytest.mark.slow
 def test_librispeech_cli_and_determinism(tmp_path):
     base, frames = fake.make_librispeech(tmp_path / "download")
     proc = run_command("librispeech", [base, "--dest", tmp_path / "out"])
@@ -161,6 +162,7 @@ def test_speechcommands_v1_unknown_and_silence(tmp_path):
     assert len(list((official / "silence").rglob("*.wav"))) == 2
 
 
+@pytest.mark.slow
 def test_speechcommands_v1_needs_superbs_test_set(tmp_path):
     """The README's v1 command builds SUPERB's test set, or stops saying where to get it."""
     root, frames = fake.make_speechcommands(tmp_path)
@@ -212,6 +214,7 @@ def test_voxceleb1_splits(tmp_path, capsys):
             assert speakers[labels[0]] == Path(path).parts[-3]
 
 
+@pytest.mark.slow
 def test_voxceleb1_missing_file(tmp_path):
     root, frames = fake.make_voxceleb1(tmp_path, missing_line=5)
     proc = run_command("voxceleb1", [root, "--dest", tmp_path / "out"])

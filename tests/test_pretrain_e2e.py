@@ -10,6 +10,9 @@ from fairseq import checkpoint_utils
 
 import mae_ast_plugin  # noqa: F401
 
+# Every test here starts a Python process (README, "Commands": the test tiers).
+pytestmark = pytest.mark.slow
+
 
 def records(stdout, tag):
     return [json.loads(m) for m in re.findall(r"\[" + tag + r"\]\[INFO\] - (\{.*\})", stdout)]

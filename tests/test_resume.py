@@ -68,6 +68,7 @@ def straight_and_resumed(tiny_corpus, tmp_path_factory):
     return straight, straight_dir, killed, relaunched, resumed_dir
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_mid_epoch_checkpoint(straight_and_resumed):
     _, _, killed, relaunched, _ = straight_and_resumed
     assert killed.returncode == -signal.SIGKILL
@@ -77,6 +78,7 @@ def test_killed_run_resumes_from_its_mid_epoch_checkpoint(straight_and_resumed):
     assert sorted(logged(relaunched)) == list(range(CHECKPOINT_EVERY + 1, MAX_UPDATE + 1))
 
 
+@pytest.mark.slow
 def test_resumed_run_logs_and_learns_exactly_what_an_uninterrupted_run_does(straight_and_resumed):
     straight, straight_dir, _, relaunched, resumed_dir = straight_and_resumed
     uninterrupted, resumed = logged(straight), logged(relaunched)

@@ -19,6 +19,9 @@ from mae_ast_plugin.experiments import demo
 from mae_ast_plugin.features import FbankConfig
 from mae_ast_plugin.tools import predict
 
+# Every test here starts a Python process (README, "Commands": the test tiers).
+pytestmark = pytest.mark.slow
+
 FIXTURES = REPO / "tests" / "fixtures" / "authors-mae-ast"
 
 

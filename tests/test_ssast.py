@@ -6,8 +6,8 @@ import torch
 from conftest import TINY_ARCH
 
 import mae_ast_plugin  # noqa: F401  (registers the models)
-from mae_ast_plugin.models.mae_ast import MaeAstConfig, MaeAstModel
-from mae_ast_plugin.models.ssast import SsastConfig, SsastModel
+from mae_ast_plugin.models.mae_ast import MaeAstModel, MaeAstModelConfig
+from mae_ast_plugin.models.ssast import SsastModel, SsastModelConfig
 
 TINY = TINY_ARCH  # the tiny model's config fields
 FRAME = dict(token_frames=2, token_mel_bins=128, mask_type="random")
@@ -29,7 +29,7 @@ def encoder_input_lengths(model, *args, **kwargs):
 @pytest.mark.parametrize("tokens", [{}, FRAME], ids=["patch", "frame"])
 def test_forward_shapes_and_keys(tokens):
     torch.manual_seed(0)
-    model = SsastModel(SsastConfig(**TINY, **tokens))
+    model = SsastModel(SsastModelConfig(**TINY, **tokens))
     source = torch.randn(3, 300, 128)
     padding = torch.zeros(3, 300, dtype=torch.bool)
     padding[2, 200:] = True
@@ -58,7 +58,7 @@ def test_forward_shapes_and_keys(tokens):
 
 
 def test_parameters_are_ssast_not_mae():
-    model = SsastModel(SsastConfig(**TINY))
+    model = SsastModel(SsastModelConfig(**TINY))
     names = dict(model.named_parameters())
     assert names["encoder_mask_emb"].shape == (32,)
     assert names["final_proj_reconstruction.weight"].shape == (256, 32)
@@ -72,8 +72,8 @@ def test_parameters_are_ssast_not_mae():
 def test_ssast_encoder_sees_all_tokens_mae_only_visible():
     torch.manual_seed(0)
     source = torch.randn(2, 160, 128)  # 10 time blocks x 8 mel blocks = 80 patch tokens
-    mae = MaeAstModel(MaeAstConfig(**TINY))
-    ssast = SsastModel(SsastConfig(**TINY))
+    mae = MaeAstModel(MaeAstModelConfig(**TINY))
+    ssast = SsastModel(SsastModelConfig(**TINY))
     mae_lengths, mae_out = encoder_input_lengths(mae, fbank=source)
     ssast_lengths, ssast_out = encoder_input_lengths(ssast, fbank=source)
     assert ssast_lengths == [80]
@@ -84,7 +84,7 @@ def test_ssast_encoder_sees_all_tokens_mae_only_visible():
 def test_masked_slots_hold_mask_embedding_plus_position():
     """The encoder input at masked slots is encoder_mask_emb + position; elsewhere the features."""
     torch.manual_seed(0)
-    model = SsastModel(SsastConfig(**TINY, dropout_input=0.0)).eval()
+    model = SsastModel(SsastModelConfig(**TINY, dropout_input=0.0)).eval()
     source = torch.randn(2, 160, 128)
     captured = {}
     handle = model.encoder.register_forward_pre_hook(lambda m, a: captured.setdefault("x", a[0]))
@@ -107,7 +107,7 @@ def test_masked_slots_hold_mask_embedding_plus_position():
 
 def test_remove_pretraining_modules_keeps_feature_extraction():
     torch.manual_seed(0)
-    model = SsastModel(SsastConfig(**TINY))
+    model = SsastModel(SsastModelConfig(**TINY))
     model.remove_pretraining_modules()
     assert not hasattr(model, "encoder_mask_emb") or model.encoder_mask_emb is None
     assert model.final_proj_reconstruction is None and model.final_proj_classification is None
@@ -119,6 +119,7 @@ def test_remove_pretraining_modules_keeps_feature_extraction():
     assert torch.equal(features, out["x"]) and padding is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config_name,token_frames", [("ssast_patch", 16), ("ssast_frame", 2)])
 def test_hydra_train_ssast_config_and_reload(tiny_pretrained, config_name, token_frames):
     """fairseq-hydra-train with the SSAST config (conftest.tiny_pretrained: a run shared with

@@ -7,6 +7,9 @@ import torch
 from conftest import TINY_MODEL, hydra_train, short_run_overrides
 from test_distributed import records
 
+# Every test here starts a Python process (README, "Commands": the test tiers).
+pytestmark = pytest.mark.slow
+
 # No dropout or LayerDrop: compiled code draws its own random numbers for them (the masks are
 # drawn eagerly, so they match), and these runs must be comparable update by update.
 DETERMINISTIC = [

@@ -31,11 +31,13 @@ def baseline(tiny_corpus, tmp_path_factory):
     return train(tiny_corpus, tmp_path_factory.mktemp("baseline"))
 
 
+@pytest.mark.slow
 def test_activation_checkpointing_trains_identically(baseline, tiny_corpus, tmp_path):
     assert len(baseline) == 8
     assert train(tiny_corpus, tmp_path, "model.checkpoint_activations=true") == baseline
 
 
+@pytest.mark.slow
 def test_bf16_autocast_is_a_no_op_on_cpu(baseline, tiny_corpus, tmp_path):
     assert train(tiny_corpus, tmp_path, "task.bf16_autocast=true") == baseline
 
@@ -56,6 +58,7 @@ def test_precision_of_the_forward_pass(bf16_requested, on_gpu, native_bf16, amp,
     assert autocast_dtype(bf16_requested, on_gpu, native_bf16, amp) is expected
 
 
+@pytest.mark.slow
 def test_update_freq_accumulates_consecutive_batches(baseline, tiny_corpus, tmp_path):
     """With update_freq=2 an update takes the next two batches of the same batch order: half
     the updates per epoch, twice the clips per update (gradients summed before the step; their

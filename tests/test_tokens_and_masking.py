@@ -138,7 +138,7 @@ def test_chunk_blocks_are_squares_of_side_3_to_5():
 @pytest.mark.parametrize("mask_type", ["random", "chunk", "span"])
 @pytest.mark.parametrize("fixed_counts", [False, True])
 def test_every_clip_masks_its_own_share_of_its_own_tokens(mask_type, fixed_counts):
-    """Issue 10.2: clips of 40, 25 and 12 time steps in one batch each mask 75% of their own
+    """Clips of 40, 25 and 12 time steps in one batch each mask 75% of their own
     tokens (the old rule gave every clip the shortest clip's count: 72 of 320 tokens)."""
     torch.manual_seed(2)
     num_tokens = 40 * 8

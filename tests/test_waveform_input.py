@@ -1,4 +1,4 @@
-"""Waveforms handed to the Python API are read the way training reads files (issue 10, part 1):
+"""Waveforms handed to the Python API are read the way training reads files:
 ``features.as_mono_waveform`` and ``MaeAstEncoder.extract_features`` against ``load_audio``."""
 
 from pathlib import Path

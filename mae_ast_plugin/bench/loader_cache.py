@@ -1,5 +1,6 @@
 """``mae-ast-benchmark-loader-cache``: loader clips/s with and without the precomputed fbank
-cache (task.fbank_cache).
+cache (task.fbank_cache); the audio loader yields cropped waveforms (the model computes the
+filterbanks), the cache loader filterbanks.
 
 Generates a corpus of 10 s clips (16-bit wav, the generator of bench/data.py), builds the cache
 in float32 and float16 with the code of ``mae-ast-precompute-fbank`` (timing the build), then

@@ -4,7 +4,8 @@ on identical inputs.
 One step is what the trainer does per update: forward with masking, the ``mae_ast`` loss
 (``10 x MSE + 1 x InfoNCE`` on the masked tokens, via ``masked_prediction_losses``), backward,
 gradient clipping at 10 and an Adam step (decoupled weight decay 0.01, as fairseq's ``adam``).
-The models are built directly from ``MaeAstConfig`` / ``SsastConfig``; no fairseq trainer runs.
+The models are built directly from ``MaeAstModelConfig`` / ``SsastModelConfig``; no fairseq
+trainer runs.
 Inputs are random filterbanks of 10 s clips (998 frames x 128 mel bins, all real frames);
 masking is 75%: 16x16 patch tokens with chunk masks, 2x128 frame tokens with random masks.
 
@@ -73,10 +74,10 @@ from mae_ast_plugin.bench.pretrain_configs import (
     run_in_subprocess,
 )
 from mae_ast_plugin.bench.pretrain_flops import measure_bf16_peak
-from mae_ast_plugin.bench.pretrain_report import machine_info, markdown, ratios
+from mae_ast_plugin.bench.pretrain_report import markdown, ratios
 from mae_ast_plugin.bench.pretrain_step import run_config
 from mae_ast_plugin.bench.pretrain_trainer import VARIANTS, run_trainer_config, trainer_main
-from mae_ast_plugin.bench.report import command_line, log, write_report
+from mae_ast_plugin.bench.report import command_line, log, machine_info, write_report
 from mae_ast_plugin.cli import command_parser
 
 

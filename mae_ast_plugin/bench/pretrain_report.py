@@ -1,26 +1,11 @@
-"""The report of ``mae-ast-benchmark-pretrain``: the machine it ran on (GPU included), the
-MAE-AST / SSAST ratios, and the markdown tables of both modes (step mode: :func:`markdown`;
-``--trainer``: :func:`trainer_markdown`).  Writing them (stdout table, strict JSON written
-atomically) is :func:`mae_ast_plugin.bench.report.write_report`, shared by every benchmark.
+"""The report of ``mae-ast-benchmark-pretrain``: the MAE-AST / SSAST ratios, and the markdown
+tables of both modes (step mode: :func:`markdown`; ``--trainer``: :func:`trainer_markdown`).
+Writing them (stdout table, strict JSON written atomically) and the machine they ran on are
+``write_report`` and ``machine_info`` of :mod:`mae_ast_plugin.bench.report`, shared by every
+benchmark.
 """
 
-from mae_ast_plugin.bench.report import machine_info as common_machine_info
 from mae_ast_plugin.bench.report import markdown_table
-
-
-def machine_info(device: str) -> dict:
-    """What every benchmark reports of the machine, plus torch's thread count and, on CUDA,
-    the GPU's name, its memory (bytes) and the CUDA version; the load average is
-    ``load_average_at_start`` (the caller adds ``load_average_at_end``)."""
-    import torch
-
-    info = common_machine_info(torch_threads=torch.get_num_threads())
-    info["load_average_at_start"] = info.pop("load_average")
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpu_memory_bytes"] = torch.cuda.get_device_properties(0).total_memory
-        info["cuda"] = torch.version.cuda
-    return info
 
 
 def ratios(results):

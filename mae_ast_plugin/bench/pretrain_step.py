@@ -28,13 +28,14 @@ from mae_ast_plugin.bench.report import log
 
 def build_model(spec: dict):
     """The ``mae_ast`` or ``ssast`` model of ``spec`` (its layers, widths, heads, LayerDrop, mask
-    ratio and token kind), built from ``MaeAstConfig`` / ``SsastConfig``: no fairseq task."""
-    from mae_ast_plugin.models.mae_ast import MaeAstConfig, MaeAstModel
-    from mae_ast_plugin.models.ssast import SsastConfig, SsastModel
+    ratio and token kind), built from ``MaeAstModelConfig`` / ``SsastModelConfig``: no fairseq
+    task."""
+    from mae_ast_plugin.models.mae_ast import MaeAstModel, MaeAstModelConfig
+    from mae_ast_plugin.models.ssast import SsastModel, SsastModelConfig
 
     config_cls, model_cls = {
-        "mae_ast": (MaeAstConfig, MaeAstModel),
-        "ssast": (SsastConfig, SsastModel),
+        "mae_ast": (MaeAstModelConfig, MaeAstModel),
+        "ssast": (SsastModelConfig, SsastModel),
     }[spec["model"]]
     cfg = config_cls(
         encoder_layers=spec["layers"],

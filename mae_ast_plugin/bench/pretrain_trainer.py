@@ -20,10 +20,10 @@ from mae_ast_plugin.bench.pretrain_configs import (
     run_all,
     run_in_subprocess,
 )
-from mae_ast_plugin.bench.pretrain_report import machine_info, trainer_markdown
-from mae_ast_plugin.bench.report import command_line, log, write_report
+from mae_ast_plugin.bench.pretrain_report import trainer_markdown
+from mae_ast_plugin.bench.report import command_line, log, machine_info, write_report
+from mae_ast_plugin.hydra_configs import compose
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout: config/pretrain
 # Every third clip at 44.1 kHz: the loader's resampling is part of what it costs.
 TRAINER_RATES = (16000, 16000, 44100)
 
@@ -31,25 +31,27 @@ VARIANTS = {
     "eager": [],
     "static": ["task.static_shapes=true"],
     "compiled": ["task.static_shapes=true", "task.compile=true"],
+    # config/pretrain/run/fast.yaml; the spec's batch, workers and fbank option still apply
+    "fast": ["+run=fast"],
 }
 
 
-def compose_fairseq_config(config_name: str, overrides):
-    """The config fairseq-hydra-train would run: the yaml composed with hydra, fairseq's
-    defaults added, interpolations resolved."""
-    from fairseq.dataclass.initialize import add_defaults, hydra_init
-    from fairseq.dataclass.utils import omegaconf_no_object_check
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+def build_trainer(config_name: str, overrides, seed: int):
+    """fairseq's task, ``Trainer`` and train epoch iterator for ``config/pretrain/CONFIG_NAME``
+    with hydra ``overrides``, built as ``fairseq-hydra-train`` builds them."""
+    import torch
+    from fairseq import tasks, utils
+    from fairseq.trainer import Trainer
 
-    hydra_init(config_name)
-    with initialize_config_dir(config_dir=str(REPO / "config" / "pretrain"), version_base=None):
-        cfg = compose(config_name=config_name, overrides=list(overrides))
-    add_defaults(cfg)
-    with omegaconf_no_object_check():
-        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    OmegaConf.set_struct(cfg, True)
-    return cfg
+    cfg = compose("pretrain", config_name, overrides)
+    utils.import_user_module(cfg.common)
+    torch.manual_seed(seed)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    trainer = Trainer(cfg, task, model, criterion)
+    epoch_itr = trainer.get_train_iterator(epoch=1, load_dataset=True)
+    return task, trainer, epoch_itr
 
 
 def run_trainer_config(spec: dict) -> dict:
@@ -58,8 +60,6 @@ def run_trainer_config(spec: dict) -> dict:
     CPU seconds per step, the step's and the loader's clips/s and the peak memory (bytes).
     A corpus with fewer batches than needed raises ``RuntimeError``."""
     import torch
-    from fairseq import tasks, utils
-    from fairseq.trainer import Trainer
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
@@ -89,33 +89,32 @@ def run_trainer_config(spec: dict) -> dict:
         *(["task.compile_mode=" + spec["compile_mode"]] if spec.get("compile_mode") else []),
     ]
     config_name = f"{spec['model']}_{spec['tokens']}"
-    cfg = compose_fairseq_config(config_name, overrides)
-    utils.import_user_module(cfg.common)
-    torch.manual_seed(spec["seed"])
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    trainer = Trainer(cfg, task, model, criterion)
-    epoch_itr = trainer.get_train_iterator(epoch=1, load_dataset=True)
+    overrides += list(spec.get("overrides", ()))
+    task, trainer, epoch_itr = build_trainer(config_name, overrides, spec["seed"])
 
     def sync():
         if cuda:
             torch.cuda.synchronize()
 
-    # The data path alone: the loader as configured (workers, fbank on device or not).
+    # The data path alone: the loader as configured (workers; waveforms, or cached filterbanks).
+    # ``distinct_batches`` (default: one per step) are loaded and the steps cycle through them,
+    # so that a large batch needs no corpus of (warm-up + steps) x batch clips.
     needed = spec["warmup"] + spec["steps"]
+    distinct = min(needed, spec.get("distinct_batches") or needed)
     batches, clips = [], 0
     itr = epoch_itr.next_epoch_itr(shuffle=True)
-    next(itr)  # worker start-up is not throughput
+    if spec.get("skip_first_batch", True):
+        next(itr)  # worker start-up is not throughput
     start = time.perf_counter()
     for sample in itr:
         batches.append(sample)
         clips += len(sample["id"])
-        if len(batches) == needed:
+        if len(batches) == distinct:
             break
     loader_s = time.perf_counter() - start
-    if len(batches) < needed:
-        raise RuntimeError(f"the corpus gave {len(batches)} batches, {needed} needed")
+    if len(batches) < distinct:
+        raise RuntimeError(f"the corpus gave {len(batches)} batches, {distinct} needed")
+    batches = [batches[i % distinct] for i in range(needed)]
 
     times, cpu_times, step_clips = [], [], []
     for i, sample in enumerate(batches):
@@ -129,10 +128,27 @@ def run_trainer_config(spec: dict) -> dict:
             step_clips.append(len(sample["id"]))
     step_s = statistics.median(times)
     graphs = None
-    if spec["variant"] == "compiled":
+    if spec["variant"] in ("compiled", "fast"):
         from mae_ast_plugin.tasks.mae_ast_pretraining import compiled_graphs
 
         graphs = compiled_graphs()
+    peak = torch.cuda.max_memory_allocated() if cuda else None
+    syncs = None
+    if spec.get("count_syncs"):
+        # one more step inside the dispatch mode: what still makes the host wait, per update
+        from mae_ast_plugin.bench.host_syncs import count_train_step_syncs
+
+        try:
+            # Compiled layers run eagerly here (no recompilation under the dispatch mode); the
+            # host's reads are those of the same Python code path.
+            with torch.compiler.set_stance("force_eager"):
+                counter = count_train_step_syncs(trainer, batches[:1], warmup=0)
+            syncs = {
+                "per_update": {o: counter.total(o) for o in ("plugin", "fairseq", "other")},
+                "sites": counter.lines(),
+            }
+        except Exception as err:  # a measurement that could not be made, said so
+            syncs = {"error": f"{type(err).__name__}: {err}"[:300]}
     return {
         **{k: spec[k] for k in ("name", "model", "tokens", "layers", "variant", "device")},
         "batch": spec["batch"],
@@ -142,8 +158,11 @@ def run_trainer_config(spec: dict) -> dict:
         "step_clips_per_s": statistics.mean(step_clips) / step_s,
         "loader_clips_per_s": clips / loader_s,
         "compiled_graphs": graphs,
-        "peak_memory_bytes": torch.cuda.max_memory_allocated() if cuda
+        "peak_memory_bytes": peak
+        if cuda
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "host_syncs": syncs,
+        "step_times_s": times,
     }
 
 
@@ -207,4 +226,3 @@ def trainer_main(args, device: str) -> int:
     report["machine"]["load_average_at_end"] = os.getloadavg()
     write_report(report, trainer_markdown(report) + failure_lines(report["failed"]), args.out)
     return 1 if report["failed"] else 0
-

@@ -31,13 +31,28 @@ def cpu_model():
     return None
 
 
-def machine_info(**extra) -> dict:
-    """Date (UTC), Python, torch and numpy versions, platform, CPU model and count, and the
-    1-minute/5-minute/15-minute load average now; ``extra`` items are added."""
+def memory_gib():
+    """Total memory in GiB (one decimal) from /proc/meminfo, or None where there is none."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemTotal"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def machine_info(device: str | None = None, **extra) -> dict:
+    """The machine every report of the package names (benchmarks, the Table 1 miniature): date
+    (UTC), Python, torch and numpy versions, platform, CPU model, online and usable cores,
+    memory (GiB), torch's thread count and the 1/5/15-minute load average now; on
+    ``device="cuda"`` the GPU's name, its memory (bytes) and the CUDA version.  ``extra`` items
+    are added (and replace these)."""
     import numpy
     import torch
 
-    return {
+    info = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -45,9 +60,16 @@ def machine_info(**extra) -> dict:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "memory_gib": memory_gib(),
+        "torch_threads": torch.get_num_threads(),
         "load_average": os.getloadavg(),
-        **extra,
     }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_memory_bytes"] = torch.cuda.get_device_properties(0).total_memory
+        info["cuda"] = torch.version.cuda
+    return {**info, **extra}
 
 
 def command_line() -> str:

@@ -7,11 +7,12 @@ from fairseq.logging import metrics
 
 
 def clip_logging_output(loss, batch: int, sample: dict, **sums) -> dict:
-    """The logging output of one batch of ``batch`` clips: ``loss`` (a summed scalar tensor),
-    the sample size (clips, the unit of every average), the skipped clips of ``sample`` and
-    ``sums`` (more per-batch sums)."""
+    """The logging output of one batch of ``batch`` clips: ``loss`` (a summed scalar tensor,
+    kept on its device: fairseq's meters sum tensors and read them at the log interval), the
+    sample size (clips, the unit of every average), the skipped clips of ``sample`` and
+    ``sums`` (more per-batch sums, numbers or scalar tensors)."""
     return {
-        "loss": loss.item(),
+        "loss": loss.detach(),
         **sums,
         "nsentences": batch,
         "sample_size": batch,

@@ -63,6 +63,13 @@ def masked_prediction_losses(
     return mse, infonce, correct
 
 
+def real_clips(sample: dict, batch: int) -> int:
+    """Clips of ``sample`` (``len(sample["id"])``; static-shape filler rows have no id), else
+    ``batch``: a number the host knows, no copy from the device."""
+    ids = sample.get("id")
+    return len(ids) if ids is not None else batch
+
+
 def masked_counts(target: torch.Tensor, masked_padding: Optional[torch.Tensor]) -> torch.Tensor:
     """Masked tokens of each clip (B,), from (B, M, P) targets and their slot padding."""
     if masked_padding is None:
@@ -96,6 +103,13 @@ def mean_visible_token_mse(
     return (error * real).sum(1) / real.sum(1).clamp(min=1.0)
 
 
+def infonce_accuracy(meters) -> float:
+    """The fraction of masked tokens whose own target won the InfoNCE pick, over the logged
+    steps (fairseq's derived meter: read when a line is logged)."""
+    count = float(meters["_infonce_count"].sum)
+    return round(float(meters["_infonce_correct"].sum) / count, 4) if count > 0 else 0.0
+
+
 @register_criterion("mae_ast", dataclass=MaeAstCriterionConfig)
 class MaeAstCriterion(FairseqCriterion):
     def __init__(self, task, reconstruction_weight: float, classification_weight: float):
@@ -119,19 +133,20 @@ class MaeAstCriterion(FairseqCriterion):
             baseline = mean_visible_token_mse(
                 target, out["visible_tokens"], out.get("visible_padding"), masked_padding
             )
-        # Clips that mask nothing are static-shape batch fillers: not clips of the batch.
-        batch = int((count > 0).sum())
-        num_masked = int(count.sum())
+        # Only the sample's clips count (static-shape batch fillers are not clips); their
+        # number is known on the host.  Logged values stay tensors: fairseq sums them and
+        # copies them to the host at the log interval, not at every update.
+        batch = real_clips(sample, target.shape[0])
         logging_output = clip_logging_output(
             loss,
             batch,
             sample,
-            loss_recon=mse.sum().item(),
-            loss_recon_mean_baseline=baseline.sum().item(),
-            loss_infonce=infonce.sum().item(),
-            infonce_correct=int(correct.sum()),
-            infonce_count=num_masked,
-            ntokens=num_masked,
+            loss_recon=mse.sum().detach(),
+            loss_recon_mean_baseline=baseline.sum(),
+            loss_infonce=infonce.sum().detach(),
+            infonce_correct=correct.sum(),
+            infonce_count=count.sum(),
+            ntokens=count.sum(),
         )
         return loss, batch, logging_output
 
@@ -140,9 +155,11 @@ class MaeAstCriterion(FairseqCriterion):
         total = reduce_clip_metrics(
             logging_outputs, ("loss", "loss_recon", "loss_recon_mean_baseline", "loss_infonce")
         )
-        count = total("infonce_count")
-        if count > 0:
-            metrics.log_scalar("infonce_acc", total("infonce_correct") / count, count, round=4)
+        # Sums of tensors, divided only when a line is logged: a weight or a test of a device
+        # value here would copy it to the host at every update.
+        metrics.log_scalar_sum("_infonce_correct", total("infonce_correct"))
+        metrics.log_scalar_sum("_infonce_count", total("infonce_count"))
+        metrics.log_derived("infonce_acc", infonce_accuracy)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

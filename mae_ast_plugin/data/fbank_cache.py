@@ -19,7 +19,10 @@ and temporary files; building again keeps the complete shards and redoes the oth
 Checks: opening a split checks each shard's metadata against the manifest (the sha256 of the
 manifest lines the shard was built from, so an edited manifest is reported as stale), the
 sha256 of its index and the size of its data; every clip read is checked against its crc32, so
-corruption is found where it matters without reading the whole cache at every start.
+corruption is found where it matters without reading the whole cache at every start, and its
+audio file against the size and modification time it had when the clip was cached, so a file
+replaced under the same name (even by different audio of the same length) is reported as stale,
+never served from the cache; building again rebuilds the shards whose audio changed.
 ``mae-ast-precompute-fbank --verify`` checks every data file's sha256 and rebuilds bad shards.
 """
 
@@ -35,13 +38,14 @@ from dataclasses import fields
 import numpy as np
 
 from ..atomic_io import atomic_open, atomic_save_npy, atomic_write_json
+from ..errors import InputError
 from ..features import AudioError, FbankConfig, compute_fbank, load_audio, num_frames
-from ..hashing import file_sha256
+from ..hashing import file_sha256, file_stamps
 from .manifest import Manifest, read_manifest
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "mae_ast_fbank_cache/1"
+FORMAT = "mae_ast_fbank_cache/2"  # 2: audio file size and mtime per clip
 DTYPES = ("float32", "float16")
 INDEX_DTYPE = np.dtype(
     [
@@ -50,11 +54,13 @@ INDEX_DTYPE = np.dtype(
         ("frames", np.int64),  # rows of the whole clip
         ("samples", np.int64),  # samples at features.sample_rate; -1: unreadable clip
         ("crc32", np.uint32),  # of the clip's rows as stored
+        ("size", np.int64),  # bytes of the audio file when cached (-1: could not stat it)
+        ("mtime_ns", np.int64),  # its modification time when cached
     ]
 )
 
 
-class FbankCacheError(ValueError):
+class FbankCacheError(InputError):
     pass
 
 
@@ -93,9 +99,12 @@ def shard_name(split: str, shard: int) -> str:
 # Building
 
 
-def _shard_is_current(cache_dir: str, name: str, expected: dict, verify: bool) -> bool:
+def _shard_is_current(
+    cache_dir: str, name: str, expected: dict, verify: bool, audio_paths=()
+) -> bool:
     """Whether the complete shard ``name`` was built from the same manifest lines with the same
-    settings (and, with ``verify``, whether its data still has the recorded sha256)."""
+    settings and the same audio files (``audio_paths``: size and modification time), and, with
+    ``verify``, whether its data still has the recorded sha256."""
     meta_path = os.path.join(cache_dir, name + ".json")
     if not os.path.isfile(meta_path):
         return False
@@ -104,7 +113,13 @@ def _shard_is_current(cache_dir: str, name: str, expected: dict, verify: bool) -
             meta = json.load(handle)
         current = all(meta.get(key) == value for key, value in expected.items())
         if current:
-            _check_shard_files(cache_dir, name, meta)
+            index = _check_shard_files(cache_dir, name, meta)
+            now = np.asarray(file_stamps(audio_paths), dtype=np.int64).reshape(-1, 2)
+            changed = (index["size"] != now[:, 0]) | (index["mtime_ns"] != now[:, 1])
+            if changed.any():
+                logger.info("fbank cache shard %s: %d audio files changed since it was built: "
+                            "rebuilding it", name, int(changed.sum()))
+                return False
             data_path = os.path.join(cache_dir, name + ".fbank")
             if verify and file_sha256(data_path) != meta["data_sha256"]:
                 raise FbankCacheError(f"{data_path} does not match its sha256")
@@ -126,6 +141,8 @@ def _build_shard(job) -> dict:
         nonlocal rows
         for k, (line, audio_path) in enumerate(entries):
             index[k]["line"], index[k]["start"] = line, rows
+            # stamped before reading: a file replaced during the build is seen as changed
+            index[k]["size"], index[k]["mtime_ns"] = file_stamps([audio_path])[0]
             try:
                 waveform = load_audio(audio_path, features.sample_rate)
             except AudioError as err:
@@ -202,7 +219,8 @@ def build_split(
             "manifest_sha256": lines.fingerprint(first_line, last_line),
         }
         name = shard_name(split, shard)
-        if _shard_is_current(cache_dir, name, expected, verify):
+        audio_paths = [manifest.audio_path(i) for i in entries]
+        if _shard_is_current(cache_dir, name, expected, verify, audio_paths):
             kept += 1
             continue
         paths = [(int(manifest.line_numbers[i]), manifest.audio_path(i)) for i in entries]
@@ -287,8 +305,13 @@ class FbankCache:
 
     MAX_OPEN_SHARDS = 8  # memory maps hold a file descriptor each; keep a few open
 
-    def __init__(self, cache_dir: str, split: str, shard_metas: list[dict], records, shard_of):
+    def __init__(
+        self, cache_dir: str, split: str, shard_metas: list[dict], records, shard_of,
+        manifest: Manifest, rebuild: str = "",
+    ):
         self.cache_dir = cache_dir
+        self.manifest = manifest  # the audio file of each entry, checked at every read
+        self.rebuild = rebuild
         self.split = split
         self.dtype = np.dtype(shard_metas[0]["dtype"])
         self.num_mel_bins = shard_metas[0]["features"]["num_mel_bins"]
@@ -342,7 +365,7 @@ class FbankCache:
                 f"missing): the manifest changed since the cache was built; {rebuild}"
             )
         logger.info("fbank cache %s: %s, %d clips", cache_dir, split, len(manifest))
-        return cls(cache_dir, split, metas, cached[position], shards[position])
+        return cls(cache_dir, split, metas, cached[position], shards[position], manifest, rebuild)
 
     def _data(self, shard: int) -> np.ndarray:
         data = self._open.pop(shard, None)
@@ -363,6 +386,15 @@ class FbankCache:
         ``features.sample_rate``.  Raises :class:`AudioError` for a clip the build could not read
         (with the build's message) and :class:`FbankCacheError` for corrupt data."""
         record = self._records[index]
+        size, mtime_ns = file_stamps([self.manifest.audio_path(index)])[0]
+        if size != record["size"] or mtime_ns != record["mtime_ns"]:
+            raise FbankCacheError(
+                f"the fbank cache of split '{self.split}' in {self.cache_dir} is stale for "
+                f"{self.manifest.where(index)}: the audio file changed since it was cached "
+                f"(size {record['size']} -> {size} bytes, modification time changed: "
+                f"{record['mtime_ns'] != mtime_ns}); {self.rebuild} (only shards whose audio "
+                "changed are rebuilt)"
+            )
         if record["samples"] < 0:
             raise AudioError(self._errors[int(record["line"])])
         shard = int(self._shard_of[index])

@@ -128,7 +128,7 @@ class FbankAudioDataset(FairseqDataset):
         if frames < self.min_frames:
             raise AudioError(
                 f"clip gives {frames} filterbank frames ({cropped} samples), fewer than "
-                f"the {self.min_frames} frames of one token"
+                f"the {self.min_frames} frames the model needs (at least one token, one to mask)"
             )
         if self.fbank_cache is not None:
             first = start // shift_samples(self.features)

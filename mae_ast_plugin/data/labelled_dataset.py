@@ -9,17 +9,20 @@ for multi-label ones.  Rows the manifest reader drops (``skip_invalid``) drop th
 """
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..errors import InputError
+from ..textfiles import read_lines, read_text
 from .fbank_dataset import FbankAudioDataset
-from .manifest import Manifest
+from .manifest import Manifest, ManifestError
 
 
-class LabelError(ValueError):
+class LabelError(InputError):
     pass
 
 
@@ -45,7 +48,8 @@ class ClassList:
 def read_class_list(path: str) -> ClassList:
     if not os.path.isfile(path):
         raise LabelError(f"class list {path} not found (expected 'index,mid,display_name' rows)")
-    with open(path, encoding="utf-8", newline="") as handle:
+    # Excel's "CSV UTF-8" (a byte-order mark, CRLF) is read as plain UTF-8
+    with io.StringIO(read_text(path, LabelError), newline="") as handle:
         rows = csv.reader(handle)
         header = [field.strip() for field in next(rows, [])]
         if header[:3] != ["index", "mid", "display_name"]:
@@ -84,19 +88,15 @@ class ClipLabels:
         return self.values[self.offsets[index] : self.offsets[index + 1]]
 
 
-def _read_lines(path: str) -> list[str]:
-    """The file's lines without line ends; a blank last line is a line (an unlabelled clip)."""
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    lines = text.split("\n")
-    if text.endswith("\n"):
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
+def _read_lines(path: str, error=LabelError) -> list[str]:
+    """The file's lines without line ends (CRLF or LF; a UTF-8 byte-order mark dropped); a blank
+    last line is a line (an unlabelled clip)."""
+    return read_lines(path, error)
 
 
 def _count_rows(manifest_path: str) -> int:
     """Lines after the manifest's root line, trailing blank lines excluded (they hold no clip)."""
-    lines = _read_lines(manifest_path)
+    lines = _read_lines(manifest_path, ManifestError)
     while lines and not lines[-1].strip():
         lines.pop()
     return len(lines) - 1

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..hashing import file_sha256
+from ..errors import InputError
+from ..hashing import file_sha256, file_stamps
+from ..textfiles import iter_lines
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ SKIP_ADVICE = (
 )
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     pass
 
 
@@ -62,46 +64,45 @@ def read_manifest(path: str, skip_invalid: bool = False, min_samples: int = 0) -
             f"manifest {path} not found: create it with a prep script (mae-ast-prepare) or point "
             "task.data at the directory that holds {split}.tsv"
         )
-    with open(path, encoding="utf-8") as handle:
-        root = handle.readline().rstrip("\n\r")
-        if not root or "\t" in root:
-            raise ManifestError(
-                f"{path}:1: the first line must be the audio root directory, got {root!r}"
-            )
-        sizes, line_numbers, offsets, chunks = [], [], [0], []
-        skipped_lines = too_short = 0
-        for line_no, line in enumerate(handle, start=2):
-            line = line.rstrip("\n\r")
-            if not line:
-                continue
-            fields = line.split("\t")
-            problem = None
-            if len(fields) != 2:
-                problem = f"expected 2 tab-separated fields (path, num_samples), got {len(fields)}"
-            else:
-                try:
-                    size = int(fields[1])
-                    if size < 0:
-                        problem = f"num_samples must be >= 0, got {size}"
-                except ValueError:
-                    problem = f"num_samples must be an integer, got {fields[1]!r}"
-            if problem is not None:
-                message = f"{path}:{line_no}: {problem}: {line!r}"
-                if not skip_invalid:
-                    raise ManifestError(
-                        f"{message} (fix the line, or {SKIP_ADVICE})"
-                    )
-                logger.warning("skipping %s", message)
-                skipped_lines += 1
-                continue
-            if size < min_samples:
-                too_short += 1
-                continue
-            encoded = fields[0].encode("utf-8")
-            chunks.append(encoded)
-            offsets.append(offsets[-1] + len(encoded))
-            sizes.append(size)
-            line_numbers.append(line_no)
+    lines = iter_lines(path, ManifestError)  # UTF-8 (a BOM, CRLF read); else a named error
+    _, root = next(lines, (1, ""))
+    if not root or "\t" in root:
+        raise ManifestError(
+            f"{path}:1: the first line must be the audio root directory, got {root!r}"
+        )
+    sizes, line_numbers, offsets, chunks = [], [], [0], []
+    skipped_lines = too_short = 0
+    for line_no, line in lines:
+        if not line:
+            continue
+        fields = line.split("\t")
+        problem = None
+        if len(fields) != 2:
+            problem = f"expected 2 tab-separated fields (path, num_samples), got {len(fields)}"
+        else:
+            try:
+                size = int(fields[1])
+                if size < 0:
+                    problem = f"num_samples must be >= 0, got {size}"
+            except ValueError:
+                problem = f"num_samples must be an integer, got {fields[1]!r}"
+        if problem is not None:
+            message = f"{path}:{line_no}: {problem}: {line!r}"
+            if not skip_invalid:
+                raise ManifestError(
+                    f"{message} (fix the line, or {SKIP_ADVICE})"
+                )
+            logger.warning("skipping %s", message)
+            skipped_lines += 1
+            continue
+        if size < min_samples:
+            too_short += 1
+            continue
+        encoded = fields[0].encode("utf-8")
+        chunks.append(encoded)
+        offsets.append(offsets[-1] + len(encoded))
+        sizes.append(size)
+        line_numbers.append(line_no)
     if too_short:
         logger.info("%s: dropped %d clips shorter than %d samples", path, too_short, min_samples)
     if not sizes:
@@ -118,8 +119,9 @@ def read_manifest(path: str, skip_invalid: bool = False, min_samples: int = 0) -
     )
 
 
-RATES_FORMAT = "mae_ast_sample_rates/1"
-
+# 2: keyed by each audio file's size and modification time too (1: by the manifest's bytes only,
+# so a file replaced by one at another rate kept its old rate)
+RATES_FORMAT = "mae_ast_sample_rates/2"
 
 
 def _rates_cache_paths(manifest_path: str, sha: str):
@@ -145,53 +147,67 @@ def native_sample_rates(manifest: Manifest, threads: int = 16) -> np.ndarray:
     """Native sample rate (Hz, int64) of every entry, read from the file headers; 0 where a
     header cannot be read (the clip's load then reports the error with its manifest line).
 
-    The scan runs once per manifest content: it is cached beside the manifest
-    (``{manifest}.rates.npz``, or under ``~/.cache/mae_ast_plugin/sample_rates/`` when that
-    directory is read-only), keyed by the manifest's sha256, and read back in well under a second
-    for millions of lines.  A header read is one ``soundfile.info`` call; ``threads`` of them run
-    at once, since on network storage each waits on I/O."""
+    The scan is cached beside the manifest (``{manifest}.rates.npz``, or under
+    ``~/.cache/mae_ast_plugin/sample_rates/`` when that directory is read-only), keyed by the
+    manifest's sha256 and by each audio file's size and modification time: a later call stats
+    every file (``threads`` at a time, since on network storage each waits on I/O) and reads
+    again only the headers of files replaced since (a clip re-recorded at another rate under the
+    same name and length is never given its old rate).  A header read is one ``soundfile.info``
+    call."""
     from concurrent.futures import ThreadPoolExecutor
 
     sha = file_sha256(manifest.path)
     paths = _rates_cache_paths(manifest.path, sha)
+    # Every line of the file (not only the entries kept by min_samples), so the cache serves
+    # any filter.
+    every = read_manifest(manifest.path, skip_invalid=True)
+    audio = [every.audio_path(i) for i in range(len(every))]
+    stamps = np.asarray(file_stamps(audio, threads), dtype=np.int64).reshape(-1, 2)
+    rates = np.zeros(len(every), dtype=np.int64)
+    stale = np.ones(len(every), dtype=bool)
     for cache_path in paths:
         try:
             with np.load(cache_path, allow_pickle=False) as cached:
-                if str(cached["format"]) == RATES_FORMAT and str(cached["sha256"]) == sha:
-                    lines = cached["line_numbers"]
-                    position = np.searchsorted(lines, manifest.line_numbers)
-                    position = np.minimum(position, len(lines) - 1)
-                    if (lines[position] == manifest.line_numbers).all():
-                        return cached["rates"][position]
+                if (
+                    str(cached["format"]) == RATES_FORMAT
+                    and str(cached["sha256"]) == sha
+                    and np.array_equal(cached["line_numbers"], every.line_numbers)
+                ):
+                    rates = cached["rates"].copy()
+                    stale = (cached["stamps"] != stamps).any(axis=1)
+                    break
         except (OSError, KeyError, ValueError):
             continue
-    # Scan every line of the file (not only the entries kept by min_samples), so the cache
-    # serves any filter.
-    every = read_manifest(manifest.path, skip_invalid=True)
-    logger.info("%s: reading the sample rate of %d audio file headers", manifest.path, len(every))
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        rates = np.fromiter(
-            pool.map(_read_rate, (every.audio_path(i) for i in range(len(every))), chunksize=256),
-            dtype=np.int64,
-            count=len(every),
+    todo = np.flatnonzero(stale)
+    if len(todo):
+        logger.info(
+            "%s: reading the sample rate of %d audio file headers (%d new or changed)",
+            manifest.path, len(every), len(todo),
         )
-    unreadable = int((rates == 0).sum())
-    if unreadable:
-        logger.warning("%s: %d audio file headers could not be read", manifest.path, unreadable)
-    for cache_path in paths:
-        try:
-            os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
-            tmp = f"{cache_path}.{os.getpid()}.tmp.npz"
-            np.savez(
-                tmp,
-                format=RATES_FORMAT,
-                sha256=sha,
-                line_numbers=every.line_numbers,
-                rates=rates,
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            rates[todo] = np.fromiter(
+                pool.map(_read_rate, (audio[i] for i in todo), chunksize=256),
+                dtype=np.int64,
+                count=len(todo),
             )
-            os.replace(tmp, cache_path)
-            break
-        except OSError as err:
-            logger.info("cannot cache sample rates at %s (%s)", cache_path, err)
+        unreadable = int((rates[todo] == 0).sum())
+        if unreadable:
+            logger.warning("%s: %d audio file headers could not be read", manifest.path, unreadable)
+        for cache_path in paths:
+            try:
+                os.makedirs(os.path.dirname(cache_path) or ".", exist_ok=True)
+                tmp = f"{cache_path}.{os.getpid()}.tmp.npz"
+                np.savez(
+                    tmp,
+                    format=RATES_FORMAT,
+                    sha256=sha,
+                    line_numbers=every.line_numbers,
+                    stamps=stamps,
+                    rates=rates,
+                )
+                os.replace(tmp, cache_path)
+                break
+            except OSError as err:
+                logger.info("cannot cache sample rates at %s (%s)", cache_path, err)
     position = np.searchsorted(every.line_numbers, manifest.line_numbers)
     return rates[position]

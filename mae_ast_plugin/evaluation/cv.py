@@ -11,12 +11,19 @@ chosen on that fold's ``valid`` split, as the recipe says), then score ``checkpo
 once on the fold's ``test`` split with ``mae-ast-evaluate``.  The test fold never chooses a
 checkpoint or an epoch.  Writes ``{out}/fold{k}/metrics.json`` per fold and ``{out}/summary.json``
 with the mean and the sample standard deviation over folds (the layout
-``mae-ast-results-table`` reads).  Folds that already have metrics.json are not rerun
-unless --rerun is given.
+``mae-ast-results-table`` reads).
+
+A fold whose ``metrics.json`` exists is not rerun if it was made by the same run: the same
+recipe, overrides and evaluation split, the same pretraining checkpoint (sha256) and the same
+fold data (the manifests', label files' and class list's bytes, every audio file's size and
+modification time), recorded in ``fold{k}/cv_run.json``.  If any of them changed, the command
+stops and names what changed; ``--rerun`` then deletes the fold's run directory and trains the
+fold again (a fairseq run directory left in place would be resumed, not rerun).
 """
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic_io import atomic_write_json
+from ..cli import device_option
+from ..hashing import inputs_fingerprint
+from ..hydra_configs import PACKAGE_DIR, config_dir
 from . import evaluate
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout: config/finetune holds the recipes
 HYDRA_TRAIN = str(Path(sys.executable).parent / "fairseq-hydra-train")
 
 
@@ -44,16 +53,72 @@ def check_overrides(overrides, eval_split: str):
 def train_fold(config_name, data_dir, pretrained, run_dir, overrides):
     cmd = [
         HYDRA_TRAIN,
-        "--config-dir", str(REPO / "config" / "finetune"),
+        "--config-dir", str(config_dir("finetune")),  # the installed recipes
         "--config-name", config_name,
-        f"common.user_dir={REPO / 'mae_ast_plugin'}",
+        f"common.user_dir={PACKAGE_DIR}",
         f"task.data={data_dir}",
         f"model.pretrained_checkpoint={pretrained}",
         f"hydra.run.dir={run_dir}",
         *overrides,
     ]
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO)
+    subprocess.run(cmd, check=True)
+
+
+RUN_RECORD = "cv_run.json"
+
+
+def fold_inputs(config_name, data_dir, pretrained, overrides, eval_split) -> dict:
+    """Everything a fold's metrics depend on (see the module docstring)."""
+    recipe = config_dir("finetune") / f"{config_name}.yaml"
+    return {
+        "config_name": config_name,
+        "overrides": list(overrides),
+        "eval_split": eval_split,
+        "recipe": inputs_fingerprint([recipe])[str(recipe.resolve())],
+        "pretrained": inputs_fingerprint([pretrained]) if pretrained else None,
+        "data": inputs_fingerprint([data_dir]),
+    }
+
+
+def check_fold_record(fold, run_dir: Path, inputs: dict, rerun: bool) -> bool:
+    """Whether the fold's results may be reused: True when ``cv_run.json`` records the same
+    inputs.  A run directory made from other inputs is deleted with ``rerun``, else the command
+    stops naming what changed (never a silent mix of two runs)."""
+    record_path = run_dir / RUN_RECORD
+    if not run_dir.exists():
+        return False
+    recorded = json.loads(record_path.read_text()) if record_path.is_file() else None
+    if recorded == inputs and not rerun:
+        return (run_dir / "metrics.json").exists()
+    if rerun:
+        print(f"fold {fold}: --rerun: removing {run_dir}", flush=True)
+        shutil.rmtree(run_dir)
+        return False
+    if recorded is None:
+        changed = f"no {RUN_RECORD} records how it was made"
+    else:
+        keys = sorted(set(recorded) | set(inputs))
+        changed = ", ".join(k for k in keys if recorded.get(k) != inputs.get(k))
+        changed += " changed since it ran"
+    raise SystemExit(
+        f"mae-ast-cv: error: fold {fold}: {run_dir} holds a run of other inputs ({changed}): pass "
+        "--rerun to delete it and train the fold again, or give another --out"
+    )
+
+
+def check_fold_data(data: Path, folds, eval_split: str):
+    """Every fold directory holds the splits a fold needs, before any training starts."""
+    for fold in folds:
+        fold_dir = data / f"fold{fold}"
+        needed = ["labels.csv"] + [f"{s}.{e}" for s in ("train", "valid", eval_split)
+                                   for e in ("tsv", "lbl")]
+        missing = [name for name in needed if not (fold_dir / name).is_file()]
+        if missing:
+            raise SystemExit(
+                f"mae-ast-cv: error: fold {fold}: {fold_dir} lacks {', '.join(missing)}: prepare "
+                "the folds with mae-ast-prepare, or list only the prepared ones with --folds"
+            )
 
 
 def summarize(fold_results: dict) -> dict:
@@ -88,28 +153,44 @@ def main(argv=None):
     )
     parser.add_argument("--config-name", required=True, help="recipe: esc50, iemocap_er, ...")
     parser.add_argument("--data", required=True, help="directory holding fold{k}/ data directories")
-    parser.add_argument("--pretrained", required=True, help="pretraining checkpoint")
+    parser.add_argument("--pretrained", required=True, help="what fine-tuning starts from "
+                        "(model.pretrained_checkpoint): any checkpoint or exported folder")
     parser.add_argument("--out", required=True, help="directory for fold{k}/ runs and summary.json")
     parser.add_argument("--folds", nargs="+", default=["1", "2", "3", "4", "5"])
     parser.add_argument("--eval-split", default="test", help="split scored once per fold")
     parser.add_argument("--model-name", help="row name in the results table")
-    parser.add_argument("--device", help="device for evaluation (default: cuda when available)")
-    parser.add_argument("--rerun", action="store_true", help="rerun folds that have metrics.json")
+    parser.add_argument(
+        "--device", type=device_option, help="device for evaluation (default: cuda when available)"
+    )
+    parser.add_argument("--rerun", action="store_true",
+                        help="delete and rerun folds that have a run directory")
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides (after --)")
     args = parser.parse_args(argv)
     check_overrides(args.overrides, args.eval_split)
+    from ..checkpoints import ArtefactError, identify
+
+    try:  # before any fold trains: what model.pretrained_checkpoint will be given
+        identify(args.pretrained)
+    except ArtefactError as err:
+        raise SystemExit(f"mae-ast-cv: --pretrained: {err}") from None
 
     out = Path(args.out).resolve()
+    check_fold_data(Path(args.data).resolve(), args.folds, args.eval_split)
     fold_results = {}
     for fold in args.folds:
         data_dir = Path(args.data).resolve() / f"fold{fold}"
         run_dir = out / f"fold{fold}"
         metrics_path = run_dir / "metrics.json"
-        if metrics_path.exists() and not args.rerun:
-            print(f"fold {fold}: {metrics_path} exists, not rerun")
+        inputs = fold_inputs(args.config_name, data_dir, args.pretrained, args.overrides,
+                             args.eval_split)
+        if check_fold_record(fold, run_dir, inputs, args.rerun):
+            print(f"fold {fold}: {metrics_path} made from the same inputs, not rerun")
             result = json.loads(metrics_path.read_text())
         else:
-            train_fold(args.config_name, data_dir, args.pretrained, run_dir, args.overrides)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(run_dir / RUN_RECORD, inputs)
+            pretrained = Path(args.pretrained).resolve()
+            train_fold(args.config_name, data_dir, pretrained, run_dir, args.overrides)
             result = evaluate.evaluate(
                 run_dir / "checkpoints" / "checkpoint_best.pt",
                 str(data_dir),

@@ -28,14 +28,13 @@ import numpy as np
 import torch
 
 from ..atomic_io import atomic_target, atomic_write_json
-from ..data.labelled_dataset import LabelError
-from ..data.manifest import ManifestError
-from ..features import AudioError
+from ..checkpoints import ArtefactError, load_classifier
+from ..cli import device_option
+from ..errors import InputError
 from ..tools.predict import (
     benchmark_of,
     class_probabilities,
     describe_model,
-    load_classifier,
 )
 from . import metrics
 
@@ -50,7 +49,7 @@ def split_location(data: str, split: str):
     return str(path), split
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError):
     """A split that cannot be scored (every clip skipped, no labels...)."""
 
 
@@ -116,7 +115,7 @@ def evaluate(
     lines and clips instead of stopping at the first."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     data_dir, split = split_location(data, split)
-    overrides = {"skip_invalid": True} if skip_invalid else None
+    overrides = {"skip_invalid": bool(skip_invalid)}  # this command's option, not training's
     model, task = load_classifier(checkpoint, data_dir, device, task_overrides=overrides)
     probabilities, targets, num_clips, skipped = score_split(
         model, task, split, batch_size, num_workers, device
@@ -194,14 +193,17 @@ def main(argv=None):
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("checkpoint", help="fine-tuned checkpoint (checkpoint_best.pt)")
+    parser.add_argument("checkpoint", help="fine-tuned checkpoint (checkpoint_best.pt; an exported "
+                        "folder keeps no task to load the split with)")
     parser.add_argument("data", help="data directory, or the {split}.tsv manifest to score")
     parser.add_argument("--split", default="test", help="split to score (ignored for a .tsv path)")
     parser.add_argument("--out", default="metrics.json", help="metrics file to write")
     parser.add_argument("--confusion-png", help="confusion matrix image (default: next to --out)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.add_argument(
+        "--device", type=device_option, help="cuda or cpu (default: cuda when available)"
+    )
     parser.add_argument("--benchmark", choices=["AS", "ESC", "KS2", "KS1", "SID", "ER"],
                         help="Table 1 column (default: inferred from the class count)")
     parser.add_argument(
@@ -221,7 +223,9 @@ def main(argv=None):
             args.batch_size, args.num_workers, args.device, args.benchmark, args.model_name,
             args.skip_invalid,
         )
-    except (AudioError, ManifestError, LabelError, EvaluationError) as err:
+    except ArtefactError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    except InputError as err:  # a manifest line, a label file, a clip, an option...
         parser.exit(1, f"{parser.prog}: error: {err}\n")
     print(f"{result['metric']}: {format_value(result['value'])} on {result['num_clips']} clips "
           f"of {result['split']} ({result['skipped_clips']} skipped)")

@@ -11,8 +11,9 @@ frozen embeddings, Turian et al. 2022), with a linear classifier:
 1. Every clip of ``train``, ``valid`` and ``test`` goes once through the frozen encoder (eval
    mode, no masking, no dropout); for each encoder layer the clip's embedding is the mean of that
    layer's output over the clip's real tokens (padding excluded): (layers, clips, C) float32.
-   Embeddings are cached on disk, keyed by the checkpoint's bytes, the manifest's bytes and the
-   random-init seed, so a second probe of the same pair costs no encoder pass.
+   Embeddings are cached on disk, keyed by the checkpoint's bytes, the manifest's bytes, every
+   audio file's size and modification time and the random-init seed, so a second probe of the
+   same pair costs no encoder pass and a changed clip is embedded again.
 2. Per layer: features standardised with the train split's mean and standard deviation; a
    logistic regression (multinomial for single-label tasks; one-vs-rest for multi-label ones)
    from scikit-learn's lbfgs solver is fitted on train for each inverse regularisation strength
@@ -54,6 +55,7 @@ import numpy as np
 import torch
 
 from ..atomic_io import atomic_write_json
+from ..cli import device_option
 from .probe_classifier import (
     C_GRID,
     MAX_ITER,
@@ -109,7 +111,7 @@ def run_probe(
 ) -> dict:
     """Probe ``checkpoint`` (anything ``mae_ast_plugin.load_encoder`` loads) on ``manifest_dir``;
     returns the report (see the module docstring).  Deterministic for the same inputs."""
-    from .. import load_encoder
+    from ..checkpoints import load_encoder
 
     started = time.time()
     classes, splits = read_task(manifest_dir, multi_label)
@@ -253,7 +255,7 @@ def get_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("checkpoint", help="a checkpoint mae_ast_plugin.load_encoder loads "
-                        "(ours, the authors', a fine-tuned classifier)")
+                        "(ours, the authors', a fine-tuned classifier, an exported folder)")
     parser.add_argument("manifest_dir", help="directory with train/valid/test.tsv, their .lbl "
                         "files and labels.csv")
     parser.add_argument("--out-dir", required=True, help="where probe.json and probe.png go")
@@ -265,7 +267,9 @@ def get_parser():
     parser.add_argument("--cache-dir", default=default_cache_dir(),
                         help="embedding cache (default: %(default)s); '' disables it")
     parser.add_argument("--batch-size", type=int, default=16, help="clips per encoder batch")
-    parser.add_argument("--device", default="cpu", help="torch device of the encoder")
+    parser.add_argument(
+        "--device", type=device_option, default="cpu", help="torch device of the encoder"
+    )
     parser.add_argument("--C-grid", type=float, nargs="+", default=list(C_GRID), metavar="C",
                         help="inverse regularisation strengths tried on valid")
     parser.add_argument("--bootstrap", type=int, default=100,
@@ -283,9 +287,8 @@ def probe_to_dir(argv=None) -> dict:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # the manifest reader's per-file INFO lines would drown the table (fairseq logs at INFO)
     logging.getLogger("mae_ast_plugin.data").setLevel(logging.WARNING)
-    from ..data.labelled_dataset import LabelError
-    from ..data.manifest import ManifestError
-    from ..features import AudioError
+    from ..checkpoints import ArtefactError
+    from ..errors import InputError
 
     try:
         report = run_probe(
@@ -294,8 +297,8 @@ def probe_to_dir(argv=None) -> dict:
             batch_size=args.batch_size, device=args.device, c_grid=tuple(args.C_grid),
             bootstrap=args.bootstrap, progress=not args.no_progress,
         )
-    except (ProbeError, LabelError, ManifestError, AudioError, FileNotFoundError) as err:
-        raise SystemExit(f"mae-ast-probe: {err}") from None
+    except (InputError, FileNotFoundError, ArtefactError) as err:
+        raise SystemExit(f"mae-ast-probe: error: {err}") from None
     out = Path(args.out_dir)
     write_report(report, out / "probe.json")
     plot_report(report, out / "probe.png")

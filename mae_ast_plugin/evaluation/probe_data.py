@@ -7,7 +7,8 @@ manifest directory and every clip's per-layer embeddings from a frozen encoder, 
   real tokens (padding excluded), (layers, clips, C) float32; the field's frozen evaluation
   (SUPERB's per-layer sweep, Yang et al. 2021; HEAR's frozen embeddings, Turian et al. 2022).
 * :func:`cached_embeddings`: the same, stored under a key made of the checkpoint's digest
-  (:func:`file_digest`), the manifest's bytes, the random-init seed and
+  (:func:`file_digest`), the manifest's bytes, each listed audio file's size and modification
+  time, the random-init seed and
   :data:`EMBEDDING_FORMAT`, so a second probe of the same pair costs no encoder pass.
 * :func:`random_init_encoder`: the control, the same architecture at fresh weights.
 """
@@ -23,14 +24,16 @@ import numpy as np
 import torch
 
 from ..atomic_io import atomic_open
-from ..hashing import file_sha256
+from ..errors import InputError
+from ..hashing import file_sha256, manifest_fingerprint
 
 SPLITS = ("train", "valid", "test")
 # Bumped when the embeddings change for the same checkpoint and manifest (cache key).
-EMBEDDING_FORMAT = 1
+# 2: clips longer than 10 s are encoded in windows (encoder.Windowing).
+EMBEDDING_FORMAT = 2
 
 
-class ProbeError(ValueError):
+class ProbeError(InputError):
     """Unusable probe input (bad manifest directory, clip too short for one token)."""
 
 
@@ -82,7 +85,41 @@ def read_task(manifest_dir: str, multi_label: bool):
         )
     classes = read_class_list(os.path.join(manifest_dir, "labels.csv"))
     splits = {s: read_split(manifest_dir, s, len(classes), multi_label) for s in SPLITS}
+    check_class_coverage(manifest_dir, classes, splits, multi_label)
     return classes, splits
+
+
+def _clips_per_class(split: Split, num_classes: int, multi_label: bool) -> np.ndarray:
+    if multi_label:
+        return (split.targets > 0.5).sum(axis=0).astype(np.int64)
+    return np.bincount(split.targets, minlength=num_classes)
+
+
+def check_class_coverage(manifest_dir: str, classes, splits: dict, multi_label: bool):
+    """Raise ProbeError when the splits are too sparse for a linear probe: train must hold clips
+    of at least two classes (a logistic regression needs two), and of every class that valid or
+    test holds (a class the classifier never saw can never be predicted, so its clips would
+    silently count as errors; for multi-label data its AP would be that of a constant score)."""
+    path = os.path.join(manifest_dir, "train.lbl")
+    train = _clips_per_class(splits["train"], len(classes), multi_label)
+    if (train > 0).sum() < 2:
+        raise ProbeError(
+            f"{path}: train holds clips of {(train > 0).sum()} class(es); a linear probe needs "
+            "at least two: give train clips of every class"
+        )
+    for split in ("valid", "test"):
+        held = _clips_per_class(splits[split], len(classes), multi_label)
+        unseen = np.flatnonzero((held > 0) & (train == 0))
+        if len(unseen):
+            names = ", ".join(f"{classes.names[i]!r} (index {i}, {held[i]} clips)"
+                              for i in unseen[:5])
+            more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+            raise ProbeError(
+                f"{os.path.join(manifest_dir, split + '.lbl')}: {len(unseen)} class(es) with "
+                f"clips in {split} have none in train: {names}{more}; the probe could never "
+                "predict them: move clips of each class into train (or drop the class from "
+                "labels.csv and every split)"
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,9 +201,12 @@ def clip_embeddings(encoder, manifest, batch_size: int = 16, progress: bool = Tr
 
 def cached_embeddings(encoder, manifest, cache_dir, key_parts: dict, batch_size=16, progress=True):
     """:func:`clip_embeddings`, read from ``cache_dir`` (None: no cache) when the same checkpoint,
-    manifest bytes and settings (``key_parts``) were embedded before; returns (embeddings,
+    manifest bytes, audio files (size and modification time of each) and settings
+    (``key_parts``) were embedded before; returns (embeddings,
     "hit" or "miss").  A new entry is written atomically."""
-    key = dict(key_parts, manifest_sha256=file_digest(manifest.path), format=EMBEDDING_FORMAT)
+    # the manifest's bytes and every clip's size and modification time: a re-recorded clip
+    # of the same name is embedded again, never served from the cache
+    key = dict(key_parts, manifest=manifest_fingerprint(manifest), format=EMBEDDING_FORMAT)
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:40]
     path = Path(cache_dir) / f"{name}.npz" if cache_dir else None
     if path is not None and path.is_file():

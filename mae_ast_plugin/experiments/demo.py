@@ -14,8 +14,10 @@
    pretraining's gain exceeds twice the standard error of the difference, and the wall time of
    each stage.
 
-Re-running skips the training runs that finished with the same command (``finished.json`` in
-the run directory) and continues interrupted ones from their checkpoints.  It runs from the
+Re-running skips the training runs that finished with the same command and inputs
+(``finished.json`` in the run directory: the command, and the content of the configs, data and
+checkpoints it names, audio files by size and modification time) and continues interrupted ones
+from their checkpoints; a run whose command or inputs changed is started over.  It runs from the
 repository checkout (the configs and outputs live there).
 
 Examples::
@@ -26,6 +28,7 @@ Examples::
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -35,10 +38,11 @@ from pathlib import Path
 
 from mae_ast_plugin.atomic_io import atomic_write_json
 from mae_ast_plugin.cli import command_parser
-from mae_ast_plugin.experiments.runs import REPO
+from mae_ast_plugin.experiments.runs import REPO, changed_inputs, require_checkout, run_inputs
 
 OUT = Path("outputs/demo")
-FINISHED = "finished.json"  # in a run directory: the command that completed it
+FINISHED = "finished.json"  # in a run directory: the command and inputs that completed it
+STARTED = "started.json"  # the command and inputs it was started with
 MANIFESTS = Path("manifests/demo")
 PRETRAIN_DIR = OUT / "pretrain"
 
@@ -94,10 +98,23 @@ def hydra_train_together(runs, threads=None):
         # fairseq resumed from a finished run's checkpoint_last trains one more update (and a
         # fine-tuning run one more epoch), so a finished run is skipped, not resumed
         marker = Path(run_dir) / FINISHED
-        if marker.is_file() and json.loads(marker.read_text()).get("command") == cmd:
-            print(f"  {run_dir}: finished by an earlier run of the same command, skipped",
-                  flush=True)
+        inputs = run_inputs(cmd)
+        if marker.is_file() and not changed_inputs(json.loads(marker.read_text()), inputs):
+            print(f"  {run_dir}: finished by an earlier run of the same command and inputs, "
+                  "skipped", flush=True)
             continue
+        started = Path(run_dir) / STARTED
+        if Path(run_dir).exists():
+            # a run of other inputs (finished, or interrupted) would be resumed from its
+            # checkpoints: start it over
+            recorded = json.loads(started.read_text()) if started.is_file() else None
+            changed = changed_inputs(recorded, inputs)
+            if changed:
+                print(f"  {run_dir}: made from other inputs ({changed} changed): starting it over",
+                      flush=True)
+                shutil.rmtree(run_dir)
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(str(started), inputs)
         print("+ " + " ".join(cmd), flush=True)
         proc = subprocess.Popen(
             cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -115,7 +132,7 @@ def hydra_train_together(runs, threads=None):
             sys.stdout.write("".join(tail))
             failed.append(f"{run_dir}/hydra_train.log (exit {proc.returncode})")
         else:
-            atomic_write_json(str(Path(run_dir) / FINISHED), {"command": cmd})
+            atomic_write_json(str(Path(run_dir) / FINISHED), run_inputs(cmd))
     if failed:
         raise SystemExit("training failed; log: " + ", ".join(failed))
 
@@ -212,9 +229,9 @@ def finetune_keyword(runs: dict) -> dict:
 
 def encoder_overrides(checkpoint: Path):
     """From-scratch runs get the pretrained model's encoder size, so only the weights differ."""
-    from mae_ast_plugin.checkpoints import read_checkpoint
+    from mae_ast_plugin.checkpoints import encoder_source
 
-    model = read_checkpoint(str(checkpoint))["cfg"]["model"]  # the authors' cfg upgraded too
+    model = encoder_source(checkpoint).model_cfg  # the authors' cfg upgraded too
     keys = ("token_frames", "token_mel_bins", "encoder_layers", "encoder_embed_dim",
             "encoder_ffn_embed_dim", "encoder_attention_heads", "encoder_layerdrop")
     return [f"model.encoder.{key}={model[key]}" for key in keys]
@@ -233,7 +250,7 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    os.chdir(REPO)
+    os.chdir(require_checkout("mae-ast-demo"))
     started = time.monotonic()
     load_before = os.getloadavg()
     with stage("corpus"):

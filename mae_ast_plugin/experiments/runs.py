@@ -1,6 +1,10 @@
 """Running training commands from the checkout and keeping their results: what the experiment
 drivers share (atomic JSON results, measured subprocess runs, interrupted runs started over,
 the machine's load while they run).
+
+The drivers are research tools of the repository, not of an installed package: they read
+config/ and write data/, outputs/ and docs/ of the checkout, and ``require_checkout`` stops them
+with a message elsewhere (the library itself uses the packaged configs: hydra_configs).
 """
 
 import datetime
@@ -16,6 +20,18 @@ from pathlib import Path
 from mae_ast_plugin.atomic_io import atomic_write_json, nan_to_null
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout: configs, data, outputs and docs
+
+
+def require_checkout(command: str) -> Path:
+    """The repository checkout this package runs from (``REPO``); a package installed from a
+    wheel has none, and ``command`` exits saying so instead of writing into site-packages."""
+    if not ((REPO / "setup.py").is_file() and (REPO / "config" / "pretrain").is_dir()):
+        raise SystemExit(
+            f"{command} runs from the repository checkout (it reads config/ and writes data/, "
+            f"outputs/ and docs/ there), but this mae_ast_plugin is installed in {REPO}: clone "
+            "the repository, `pip install -e .` and run it there"
+        )
+    return REPO
 
 
 def shown(path) -> str:
@@ -43,6 +59,47 @@ def now_iso():
 
 class RunFailed(RuntimeError):
     pass
+
+
+# Overrides naming where a run writes, not what it reads.
+OUTPUT_KEYS = ("hydra.run.dir", "checkpoint.save_dir", "common.tensorboard_logdir",
+               "common.user_dir")
+
+
+def run_inputs(cmd) -> dict:
+    """What a training command's result depends on, to skip it only when nothing changed: the
+    command itself and the content of every existing file or directory it names (config
+    directories and search paths, ``task.data``, ``model.pretrained_checkpoint``...), by
+    :func:`mae_ast_plugin.hashing.inputs_fingerprint` (file sha256; for a directory its
+    manifests, label files, configs and the size and modification time of the audio the
+    manifests list).  Paths are resolved against the checkout, where the commands run."""
+    from mae_ast_plugin.hashing import inputs_fingerprint
+
+    paths = []
+    for arg in [str(c) for c in cmd[1:]]:
+        key, has_value, value = arg.lstrip("+~").partition("=")
+        if has_value and key in OUTPUT_KEYS:
+            continue
+        for candidate in (value if has_value else arg).strip("[]").split(","):
+            candidate = candidate.strip().removeprefix("file://")
+            if not candidate or candidate.startswith("-"):
+                continue
+            path = (REPO / candidate) if not os.path.isabs(candidate) else Path(candidate)
+            if path.exists():
+                paths.append(path)
+    return {"command": [str(c) for c in cmd], "inputs": inputs_fingerprint(paths)}
+
+
+def changed_inputs(recorded: dict | None, current: dict) -> str:
+    """What differs between two :func:`run_inputs` records, in words ('' when nothing)."""
+    if recorded is None:
+        return "no record of the inputs it was made from"
+    changes = []
+    if recorded.get("command") != current["command"]:
+        changes.append("the command")
+    before, now = recorded.get("inputs") or {}, current["inputs"]
+    changes += [shown(p) for p in sorted(set(before) | set(now)) if before.get(p) != now.get(p)]
+    return ", ".join(changes)
 
 
 def run_measured(cmd, log_path: Path, threads: int) -> dict:

@@ -5,8 +5,10 @@ Examples::
     mae-ast-table1                 # the small preset: about an hour on 2 CPU cores
     mae-ast-table1 --preset large  # more data, a bigger model, for a GPU
 
-Steps, each skipped when its result file exists (so an interrupted run continues where it
-stopped; a half-finished run directory is deleted and the run redone, so timings stay whole):
+Steps, each skipped when its result file exists and was made from the same command and inputs
+(configs, data, pretrained checkpoint: ``runs.run_inputs``), so an interrupted run continues
+where it stopped; a half-finished run directory, or one made from other inputs, is deleted and
+the run redone, so timings stay whole and no result outlives a change of its inputs:
 
 1. data: ``mae-ast-make-table1-corpus`` (pretraining corpus; keyword, speaker and
    sound-event tasks), under ``--manifests`` / ``--audio``;
@@ -29,7 +31,8 @@ stopped; a half-finished run directory is deleted and the run redone, so timings
 
 This module is the driver (commands, steps, results.json); the rows, tasks and presets are
 table1_design.py, the probe step table1_probe.py, the figure and the report table1_report.py,
-the measured runs runs.py.
+the measured runs runs.py.  It runs from the repository checkout (config/, outputs/, docs/),
+and says so elsewhere.
 """
 
 import os
@@ -46,9 +49,12 @@ from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.experiments.runs import (
     REPO,
     LoadMonitor,
+    changed_inputs,
     fresh_run_dir,
     now_iso,
     read_json,
+    require_checkout,
+    run_inputs,
     run_measured,
     shown,
     write_json,
@@ -131,15 +137,29 @@ def training_log(run_dir: Path):
     return read_training_log(str(run_dir / "hydra_train.log"))
 
 
+def done_with(result_path: Path, inputs: dict) -> bool:
+    """Whether a step's result file exists and was made from the same command and inputs
+    (``run_inputs``); one made from others is reported and the step redone."""
+    if not result_path.exists():
+        return False
+    changed = changed_inputs(read_json(result_path).get("inputs"), inputs)
+    if changed:
+        print(f"  {shown(result_path)} was made from other inputs ({changed} changed): redoing "
+              "it", flush=True)
+        return False
+    return True
+
+
 def pretrain(args, config, row_key: str) -> dict:
     row = ROWS[row_key]
     run_dir = args.out / "pretrain" / row_key
     result_path = run_dir / "result.json"
-    if result_path.exists():
+    cmd = pretrain_command(row, config, args.manifests / "pretrain", run_dir)
+    inputs = run_inputs(cmd)
+    if done_with(result_path, inputs):
         print(f"pretraining {row.label}: done before ({shown(result_path)})", flush=True)
         return read_json(result_path)
     fresh_run_dir(run_dir)
-    cmd = pretrain_command(row, config, args.manifests / "pretrain", run_dir)
     print(f"pretraining {row.label} ...", flush=True)
     measured = run_measured(cmd, run_dir / "console.log", threads=args.threads_per_run)
     log = training_log(run_dir)
@@ -159,6 +179,7 @@ def pretrain(args, config, row_key: str) -> dict:
         "valid_loss_infonce": valid.get("valid_loss_infonce"),
         "checkpoint": str(run_dir / "checkpoints" / "checkpoint_last.pt"),
         "finished": now_iso(),
+        "inputs": inputs,
         **measured,
     }
     write_json(result_path, result)
@@ -186,11 +207,12 @@ def finetune(args, config, row_key: str, task_key: str, seed: int, pretrained) -
     row, task = ROWS[row_key], TASKS[task_key]
     run_dir = args.out / "finetune" / row_key / task_key / f"seed{seed}"
     result_path = run_dir / "result.json"
-    if result_path.exists():
-        return read_json(result_path)
-    fresh_run_dir(run_dir)
     data_dir = args.manifests / task_key
     cmd = finetune_command(row, task, config, data_dir, run_dir, seed, pretrained)
+    inputs = run_inputs(cmd)
+    if done_with(result_path, inputs):
+        return read_json(result_path)
+    fresh_run_dir(run_dir)
     measured = run_measured(cmd, run_dir / "console.log", threads=args.threads_per_run)
     checkpoint = run_dir / "checkpoints" / "checkpoint_best.pt"
     with EVALUATE_LOCK:
@@ -210,6 +232,7 @@ def finetune(args, config, row_key: str, task_key: str, seed: int, pretrained) -
         "test_clips": metrics["num_clips"],
         "best_valid_accuracy": max((r["valid_accuracy"] for r in valid), default=None),
         "finished": now_iso(),
+        "inputs": inputs,
         **measured,
     }
     write_json(result_path, result)
@@ -297,6 +320,7 @@ def run_table1(argv=None) -> dict:
     """Every step of the experiment for the command line ``argv``; returns results.json's
     content."""
     args = resolve_args(get_parser().parse_args(argv))
+    require_checkout("mae-ast-table1")
     config = dict(PRESETS[args.preset])
     seeds = tuple(args.seeds or config["seeds"])
     session_start, started = now_iso(), time.monotonic()
@@ -339,8 +363,8 @@ def run_table1(argv=None) -> dict:
                          "load_1min": load.samples})
         write_json(sessions_path, sessions)
 
+    from mae_ast_plugin.bench.report import machine_info
     from mae_ast_plugin.experiments.table1_report import (
-        machine_info,
         plot_losses,
         probe_table,
         results_table,

@@ -2,7 +2,8 @@
 on every task with ``mae-ast-probe``'s logic (:func:`mae_ast_plugin.evaluation.probe.run_probe`;
 per layer, C and the best layer chosen on valid, test scored once).  A no-pretraining row
 probes the same encoder at random initialisation (seed 1).  Result:
-``{out}/probe/{row}/{task}/probe.json`` (and ``probe.png``), skipped when it exists;
+``{out}/probe/{row}/{task}/probe.json`` (and ``probe.png``), skipped when it exists and was made
+from the same checkpoint and data (``table1_inputs`` in it);
 embeddings are cached in ``{out}/probe_cache``.
 """
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from mae_ast_plugin.experiments.runs import read_json
 from mae_ast_plugin.experiments.table1_design import ROWS, TASKS
+from mae_ast_plugin.hashing import inputs_fingerprint
 
 
 def probe_source(row_key: str, pretrained: dict):
@@ -34,14 +36,19 @@ def probe(args, row_key: str, task_key: str, pretrained: dict):
     if source is None:
         return None
     out = args.out / "probe" / row_key / task_key
-    if (out / "probe.json").exists():
-        report = read_json(out / "probe.json")
+    checkpoint, random_init = source
+    # reused only when made from the same checkpoint, data and encoder (never stale)
+    inputs = {"random_init": random_init,
+              "inputs": inputs_fingerprint([checkpoint, args.manifests / task_key])}
+    previous = read_json(out / "probe.json") if (out / "probe.json").exists() else None
+    if previous is not None and previous.get("table1_inputs") == inputs:
+        report = previous
     else:
-        checkpoint, random_init = source
         report = linear_probe.run_probe(
             str(checkpoint), str(args.manifests / task_key), random_init=random_init, seed=1,
             cache_dir=str(args.out / "probe_cache"), progress=False,
         )
+        report["table1_inputs"] = inputs
         linear_probe.plot_report(report, out / "probe.png",
                                  title=f"{ROWS[row_key].label}, {TASKS[task_key].label}")
         linear_probe.write_report(report, out / "probe.json")  # last: marks it done

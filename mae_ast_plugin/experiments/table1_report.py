@@ -4,13 +4,11 @@ replaces the part of docs/replication.md between the ``generated`` markers.
 """
 
 import os
-import platform
 import shlex
 from pathlib import Path
 
 import numpy as np
 
-from mae_ast_plugin.bench.report import cpu_model
 from mae_ast_plugin.experiments.table1_design import PAPER, ROWS, TASKS, TOKENS
 from mae_ast_plugin.plotting import read_training_log
 
@@ -52,28 +50,6 @@ def plot_losses(pretrained: dict, args, path: Path):
     figure.savefig(temporary, dpi=80)
     os.replace(temporary, path)
     plt.close(figure)
-
-
-def machine_info() -> dict:
-    """The CPU, cores, memory and versions the experiment ran on (the report's "Machine" line)."""
-    cpu = cpu_model() or "unknown"
-    memory_gib = None
-    with open("/proc/meminfo") as handle:
-        for line in handle:
-            if line.startswith("MemTotal"):
-                memory_gib = round(int(line.split()[1]) / 2**20, 1)
-    import torch
-
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "memory_gib": memory_gib,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-    }
-
 
 
 def run_time(run) -> str:
@@ -264,7 +240,7 @@ def generated_report(results) -> str:
         f"(data {run['data_s']:.0f} s as measured when built).",
         "",
         f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores "
-        f"({machine['cores']} online), {machine['memory_gib']} GiB RAM; Python "
+        f"({machine['cpu_count']} online), {machine['memory_gib']} GiB RAM; Python "
         f"{machine['python']}, torch {machine['torch']}, {machine['platform']}.  1-minute load "
         "average during the run: " + (
             f"mean {np.mean(loads):.1f}, max {np.max(loads):.1f} ({len(loads)} samples; "

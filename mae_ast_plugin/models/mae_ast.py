@@ -5,15 +5,17 @@ from dataclasses import dataclass, field
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model
 
-from ..compat import drop_authors_buffers
+from ..checkpoints.authors import drop_authors_buffers
 from ..modules import mae_ast
 from ..modules.mae_ast import INIT_STYLES
 from ..modules.masking import MASK_TYPES
 
 
 @dataclass
-class MaeAstConfig(FairseqDataclass, mae_ast.MaeAstConfig):
-    """The network's config (defaults are the paper's) as a fairseq/hydra config node."""
+class MaeAstModelConfig(FairseqDataclass, mae_ast.MaeAstConfig):
+    """The config of :class:`MaeAstModel`: the network's :class:`~..modules.mae_ast.MaeAstConfig`
+    (defaults are the paper's) as a fairseq/hydra config node.  A config is named after the
+    class it builds: ``modules`` holds the networks' plain configs, ``models`` the fairseq ones."""
 
     mask_type: ChoiceEnum(MASK_TYPES) = field(
         default="chunk",
@@ -50,7 +52,7 @@ class PretrainingModelMixin:
         return state_dict
 
 
-@register_model("mae_ast", dataclass=MaeAstConfig)
+@register_model("mae_ast", dataclass=MaeAstModelConfig)
 class MaeAstModel(PretrainingModelMixin, mae_ast.MaeAst, BaseFairseqModel):
     pass
 

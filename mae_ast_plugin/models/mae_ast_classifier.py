@@ -5,7 +5,8 @@ no overlap, the pretraining positions), mean-pool its last outputs over the clip
 with a linear head, fine-tuning everything.  The options below reproduce the protocols the paper
 borrowed (SSAST's library for AS/ESC/KS2, SUPERB for KS1/SID/ER) and the usual variants.
 
-The encoder comes from ``pretrained_checkpoint`` (ours or the authors'), or is trained from
+The encoder comes from ``pretrained_checkpoint`` (any model ``mae_ast_plugin.checkpoints`` reads:
+ours or the authors', pretraining or fine-tuned, or an exported folder), or is trained from
 scratch with the architecture in ``encoder`` when that is empty.  The encoder's config is kept
 in ``pretrained_cfg`` (filled in automatically, like wav2vec2's ``w2v_args``) so a fine-tuned
 checkpoint rebuilds without the pretrained file.
@@ -24,15 +25,16 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model
 from omegaconf import OmegaConf, open_dict
 
-from ..checkpoints import build_pretrained_model, features_config, read_checkpoint
+from ..checkpoints import encoder_source
+from ..errors import InputError
 from ..features import FbankConfig
 from ..modules.classifier import ClipClassifier
-from .mae_ast import MaeAstConfig, build_pretraining_network
+from .mae_ast import MaeAstModelConfig, build_pretraining_network
 
 logger = logging.getLogger(__name__)
 
 
-class FeatureMismatchError(ValueError):
+class FeatureMismatchError(InputError):
     pass
 
 
@@ -41,15 +43,16 @@ class MaeAstClassifierConfig(FairseqDataclass):
     pretrained_checkpoint: str = field(
         default="",
         metadata={
-            "help": "pretraining checkpoint (ours or the authors'); empty: train from scratch"
+            "help": "the encoder to start from: a pretraining checkpoint (ours or the authors'), "
+            "a fine-tuned one (its head is dropped) or an exported folder; empty: from scratch"
         },
     )
     pretrained_cfg: Any = field(
         default=None,
         metadata={"help": "set automatically: the encoder's model config and filterbank settings"},
     )
-    encoder: MaeAstConfig = field(
-        default_factory=MaeAstConfig,
+    encoder: MaeAstModelConfig = field(
+        default_factory=MaeAstModelConfig,
         metadata={"help": "encoder architecture when training from scratch (ignored otherwise)"},
     )
     freeze_encoder: bool = field(
@@ -122,11 +125,11 @@ class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
     def __init__(self, cfg: MaeAstClassifierConfig, num_classes: int, features: FbankConfig):
         """``cfg`` is left as it is; ``self.cfg`` is a copy with ``pretrained_cfg`` filled in
         (the task stores it in the checkpoint's config)."""
-        pretrained_cfg, state = cfg.pretrained_cfg, None
+        pretrained_cfg, pretrained = cfg.pretrained_cfg, None
         if pretrained_cfg is None:
-            pretrained_cfg, state = self.pretrained_config(cfg, features)
+            pretrained_cfg, pretrained = self.pretrained_config(cfg, features)
         super().__init__(
-            self._build_encoder(cfg, pretrained_cfg, features, state),
+            self._build_encoder(cfg, pretrained_cfg, features, pretrained),
             num_classes,
             layer_weighting=cfg.layer_weighting,
             projector_dim=cfg.projector_dim,
@@ -148,26 +151,27 @@ class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
 
     # ----------------------------------------------------------------------------------------
     @staticmethod
-    def pretrained_config(cfg: MaeAstClassifierConfig, features) -> tuple[dict, Optional[dict]]:
+    def pretrained_config(cfg: MaeAstClassifierConfig, features) -> tuple[dict, Optional[Any]]:
         """The encoder's ``pretrained_cfg`` (``checkpoint``, its ``model`` config and its
-        ``features``) for a model starting fine-tuning, and the pretraining checkpoint state
-        its weights come from (None for a scratch encoder built from ``cfg.encoder``)."""
+        ``features``) for a model starting fine-tuning, and the
+        ``checkpoints.EncoderSource`` its weights come from (any artefact the checkpoints
+        module reads; None for a scratch encoder built from ``cfg.encoder``)."""
         if not cfg.pretrained_checkpoint:
             model_cfg = {**_container(cfg.encoder), "_name": "mae_ast"}
             return {"checkpoint": "", "model": model_cfg, "features": _feature_dict(features)}, None
-        state = read_checkpoint(cfg.pretrained_checkpoint)
+        pretrained = encoder_source(cfg.pretrained_checkpoint)
         pretrained_cfg = {
             "checkpoint": cfg.pretrained_checkpoint,
-            "model": _container(state["cfg"].model),
-            "features": _feature_dict(features_config(state["cfg"])),
+            "model": pretrained.model_cfg,
+            "features": _feature_dict(pretrained.features),
         }
-        return pretrained_cfg, state
+        return pretrained_cfg, pretrained
 
     @staticmethod
-    def _build_encoder(cfg, pretrained_cfg, features, state) -> BaseFairseqModel:
-        """The encoder ``pretrained_cfg`` describes, with the weights of the pretraining
-        checkpoint ``state`` (None: restoring a fine-tuned checkpoint, whose own weights follow,
-        or a scratch encoder)."""
+    def _build_encoder(cfg, pretrained_cfg, features, pretrained) -> BaseFairseqModel:
+        """The encoder ``pretrained_cfg`` describes, with the weights of the ``EncoderSource``
+        ``pretrained`` (None: restoring a fine-tuned checkpoint, whose own weights follow, or a
+        scratch encoder)."""
         source = pretrained_cfg.get("checkpoint") or "the scratch encoder"
         expected = {k: pretrained_cfg["features"].get(k) for k in _FEATURE_FIELDS}
         if _feature_dict(features) != expected:
@@ -181,13 +185,12 @@ class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
             for key in ("dropout", "attention_dropout", "encoder_layerdrop"):
                 if getattr(cfg, key) is not None:
                     model_cfg[key] = getattr(cfg, key)
-        if state is not None:
-            state["cfg"].model = model_cfg
-            encoder = build_pretrained_model(state)
-            logger.info("encoder loaded from %s", pretrained_cfg["checkpoint"])
+        if pretrained is not None:
+            encoder = pretrained.build(model_cfg)
+            logger.info("encoder loaded from %s", pretrained.artefact.describe())
         else:
             encoder = build_pretraining_network(model_cfg, features)
-        encoder.remove_pretraining_modules()
+            encoder.remove_pretraining_modules()
         return encoder
 
     def _set_layer_lr_scales(self, num_layers: int):

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from fairseq.models import BaseFairseqModel, register_model
 
 from ..modules import ssast
-from .mae_ast import MaeAstConfig, PretrainingModelMixin
+from .mae_ast import MaeAstModelConfig, PretrainingModelMixin
 
 
 @dataclass
-class SsastConfig(MaeAstConfig):
+class SsastModelConfig(MaeAstModelConfig):
     """MAE-AST's config; the decoder fields are accepted and ignored (see ``modules.ssast``)."""
 
 
-@register_model("ssast", dataclass=SsastConfig)
+@register_model("ssast", dataclass=SsastModelConfig)
 class SsastModel(PretrainingModelMixin, ssast.Ssast, BaseFairseqModel):
     pass

@@ -60,16 +60,26 @@ class ClipClassifier(nn.Module):
         sum of all layers', and the token padding mask (B, L) or None."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
             out = self.encoder_model(fbank=fbank, padding_mask=padding_mask, mask=False)
+        return self.combine_layers(out["x"], out["hidden_states"]), out["padding_mask"]
+
+    def combine_layers(self, last: torch.Tensor, hidden_states) -> torch.Tensor:
+        """What the head reads of the encoder outputs: ``last`` (B, L, C), or the softmax-weighted
+        sum of ``hidden_states`` (one (B, L, C) per layer) with ``layer_weighting``."""
         if self.layer_weights is None:
-            return out["x"], out["padding_mask"]
+            return last
         weights = torch.softmax(self.layer_weights, dim=0)
-        stacked = torch.stack(out["hidden_states"], dim=0)  # (N, B, L, C)
-        return (weights[:, None, None, None] * stacked).sum(dim=0), out["padding_mask"]
+        stacked = torch.stack(tuple(hidden_states), dim=0)  # (N, B, L, C)
+        return (weights[:, None, None, None] * stacked).sum(dim=0)
 
     def classify(self, fbank: torch.Tensor, padding_mask: torch.Tensor | None = None):
         """fbank: (B, T, F) filterbanks, padding_mask: (B, T) True at padded frames.
         Returns logits (B, classes) and the pooled clip embeddings (B, D)."""
         features, token_padding = self.encode(fbank, padding_mask)
+        return self.pool_and_classify(features, token_padding)
+
+    def pool_and_classify(self, features: torch.Tensor, token_padding: torch.Tensor | None):
+        """Logits (B, classes) and pooled embeddings (B, D) of encoder features (B, L, C) (what
+        :meth:`encode` returns), mean-pooled over the tokens where ``token_padding`` is False."""
         if self.projector is not None:
             features = self.projector(features)
         if token_padding is None:

@@ -172,7 +172,9 @@ class MaeAst(nn.Module):
         if not self.training:
             return (source - bn.running_mean) * torch.rsqrt(bn.running_var + bn.eps) * 0.5
         values = source.float()
-        if padding_mask is not None and (self.static_shapes or padding_mask.any()):
+        # A mask that happens to mark nothing gives the same statistics: whether to mask is
+        # decided on the host, never by reading the mask (a GPU step would wait for the copy).
+        if padding_mask is not None:
             real = (~padding_mask).unsqueeze(-1).float()
             count = real.sum() * source.shape[-1]
             mean = (values * real).sum() / count
@@ -204,8 +206,6 @@ class MaeAst(nn.Module):
         token_padding = None
         if padding_mask is not None:
             token_padding = token_padding_mask(padding_mask, self.cfg.token_frames, freq_blocks)
-            if not self.static_shapes and not token_padding.any():
-                token_padding = None
         return tokens, token_padding, freq_blocks
 
     @staticmethod

@@ -17,10 +17,14 @@ Padded tokens get infinite priority, so they are never masked and never visible.
 masks its own share of its own tokens (:func:`num_masked_tokens` of its length, within one token
 of ``mask_ratio`` x its tokens), whatever it is batched with.  The index tensors are rectangular:
 ``masked_idx`` (B, M_max) and ``visible_idx`` (B, V_max), with padding masks marking the slots a
-shorter clip does not use (losses and InfoNCE negatives ignore padded masked slots).  With
-``fixed_counts`` M_max and V_max are those of a full ``num_tokens`` clip, so the shapes depend
-only on the padded input shape (static shapes for ``torch.compile``), and no value is copied to
-the host.  A clip with no tokens at all (a batch filler of the static-shape mode) masks nothing.
+shorter clip does not use (losses and InfoNCE negatives ignore padded masked slots).  M_max and
+V_max are those of a full ``num_tokens`` clip (in a batch padded to its longest clip, the
+longest clip's counts), so every shape depends only on the padded input's shape and no value is
+ever copied to the host: a GPU step never waits for the host here.  Whether the padding masks
+are given depends on host knowledge only (a ``token_padding`` tensor was passed, or
+``fixed_counts``), never on its values.  A clip with no tokens at all (a batch filler of the
+static-shape mode) masks nothing; a real clip too short to mask anything is refused by the
+dataset (:func:`min_clip_tokens` sets the task's shortest clip).
 """
 
 import math
@@ -45,7 +49,22 @@ def num_masked_tokens(clip_tokens: int, mask_ratio: float) -> int:
     return clip_tokens - num_visible
 
 
-def masked_counts(lengths: torch.Tensor, mask_ratio: float):
+def min_clip_tokens(mask_ratio: float) -> int:
+    """The fewest tokens a clip needs so that :func:`num_masked_tokens` masks at least one."""
+    tokens = 1
+    while num_masked_tokens(tokens, mask_ratio) < 1:
+        tokens += 1
+    return tokens
+
+
+def min_clip_frames(token_frames: int, freq_blocks: int, mask_ratio: float) -> int:
+    """The fewest filterbank frames a pretraining clip needs: whole token rows (``token_frames``
+    frames of ``freq_blocks`` tokens each) holding :func:`min_clip_tokens` tokens."""
+    rows = -(-min_clip_tokens(mask_ratio) // freq_blocks)
+    return token_frames * rows
+
+
+def clip_mask_counts(lengths: torch.Tensor, mask_ratio: float):
     """Per-clip (masked, visible) token counts, each (B,) long, by :func:`num_masked_tokens`'s
     rule as tensor operations; a clip of 0 tokens gets (0, 0)."""
     visible = ((1.0 - mask_ratio) * lengths.double()).floor().long().clamp(min=1)
@@ -62,14 +81,19 @@ def _padded_slots(index: torch.Tensor, counts: torch.Tensor, num_tokens: int):
     return index.gather(1, sort_key.argsort(dim=1)), padding
 
 
-def _block_priority(lengths, time_steps, freq_blocks, heights, widths, min_area, generator):
-    """Priority of each token = index of the first random (height x width) block covering it."""
+def _block_priority(
+    lengths, time_steps, freq_blocks, heights, widths, min_area, generator, max_h=None, max_w=None
+):
+    """Priority of each token = index of the first random (height x width) block covering it.
+    ``max_h``/``max_w``: host-side bounds of ``heights``/``widths`` (read from them, a copy to
+    the host, when not given)."""
     batch = lengths.shape[0]
     device = lengths.device
     total = time_steps * freq_blocks
     # Enough blocks to cover ~95% of the longest clip; tokens left uncovered rank after all blocks.
     num_blocks = int(math.ceil(3.0 * total / max(1, min_area))) + 1
-    max_h, max_w = int(heights.max()), int(widths.max())
+    if max_h is None or max_w is None:
+        max_h, max_w = int(heights.max()), int(widths.max())
     valid_rows = (lengths // freq_blocks).unsqueeze(1)  # (B, 1) time rows of each clip
 
     uniform = torch.rand(batch, num_blocks, 2, device=device, generator=generator)
@@ -126,10 +150,10 @@ def sample_mask(
     (``freq_blocks`` tokens per time step), ``token_padding`` (B, L) marking padding.
 
     Each clip masks ``num_masked_tokens(its tokens)``.  Returns index tensors (B, M_max) and
-    (B, V_max) with padding masks (None when every clip fills its row); with ``fixed_counts``
-    M_max, V_max are those of a ``num_tokens`` clip and both padding masks are always given.
-    Raises ValueError for an unknown mode, a ratio outside (0, 1), or (unless ``fixed_counts``)
-    a clip too short to mask anything."""
+    (B, V_max), M_max and V_max those of a ``num_tokens`` clip, with padding masks: given
+    whenever ``token_padding`` is (or with ``fixed_counts``), None when ``token_padding`` is None
+    (every clip fills its row).  Copies nothing to the host.  Raises ValueError for an unknown
+    mode, a ratio outside (0, 1), or ``num_tokens`` too few to mask anything."""
     if mask_type not in MASK_TYPES:
         raise ValueError(f"unknown mask_type {mask_type!r}; choose one of {', '.join(MASK_TYPES)}")
     if not 0.0 < mask_ratio < 1.0:
@@ -139,18 +163,15 @@ def sample_mask(
         lengths = (~token_padding).sum(1)
     else:
         lengths = torch.full((batch_size,), num_tokens, device=device, dtype=torch.long)
-    num_masked, num_visible = masked_counts(lengths, mask_ratio)
-    if fixed_counts:
-        max_masked = num_masked_tokens(num_tokens, mask_ratio)
-        max_visible = num_tokens - max_masked
-    else:
-        shortest = int(lengths.min())
-        if num_masked_tokens(shortest, mask_ratio) < 1:
-            raise ValueError(
-                f"a clip of {shortest} tokens leaves nothing to mask at ratio {mask_ratio}; "
-                "masked pretraining needs longer clips (raise task.min_sample_size to filter them)"
-            )
-        max_masked, max_visible = int(num_masked.max()), int(num_visible.max())
+    num_masked, num_visible = clip_mask_counts(lengths, mask_ratio)
+    # Counts grow with a clip's length: a full row's are every clip's maximum.
+    max_masked = num_masked_tokens(num_tokens, mask_ratio)
+    max_visible = num_tokens - max_masked
+    if max_masked < 1 and not fixed_counts:
+        raise ValueError(
+            f"a clip of {num_tokens} tokens leaves nothing to mask at ratio {mask_ratio}; "
+            "masked pretraining needs longer clips (raise task.min_sample_size to filter them)"
+        )
 
     if mask_type == "random":
         priority = torch.rand(batch_size, num_tokens, device=device, generator=generator)
@@ -162,12 +183,14 @@ def sample_mask(
             )
             widths = heights
             min_area = chunk_min * min(chunk_min, freq_blocks)
+            max_h = max_w = chunk_max
         else:
             heights = torch.full((batch_size,), span_length, device=device, dtype=torch.long)
             widths = torch.full((batch_size,), freq_blocks, device=device, dtype=torch.long)
             min_area = span_length * freq_blocks
+            max_h, max_w = span_length, freq_blocks
         priority = _block_priority(
-            lengths, time_steps, freq_blocks, heights, widths, min_area, generator
+            lengths, time_steps, freq_blocks, heights, widths, min_area, generator, max_h, max_w
         )
         # Random order inside a block, so the last block is cut at random tokens.
         priority = priority + 0.5 * torch.rand(
@@ -184,10 +207,7 @@ def sample_mask(
     ranks = num_masked.unsqueeze(1) + torch.arange(max_visible, device=order.device).unsqueeze(0)
     visible_idx = order.gather(1, ranks.clamp(max=num_tokens - 1))
     visible_idx, visible_padding = _padded_slots(visible_idx, num_visible, num_tokens)
-    if not fixed_counts:
-        # Rectangular batches (no padding anywhere) keep the mask-free path.
-        if bool((num_masked == max_masked).all()):
-            masked_padding = None
-        if bool((num_visible == max_visible).all()):
-            visible_padding = None
+    if token_padding is None and not fixed_counts:
+        # Every clip fills its row (known on the host): the mask-free path.
+        masked_padding = visible_padding = None
     return TokenMask(masked_idx, visible_idx, visible_padding, masked_padding)

@@ -8,6 +8,7 @@ authors' code does.  Frames past the last whole block are dropped.
 """
 
 import math
+from collections import OrderedDict
 
 import torch
 
@@ -58,25 +59,42 @@ def token_padding_mask(frame_padding: torch.Tensor, token_frames: int, freq_bloc
     return padded_blocks.repeat_interleave(freq_blocks, dim=1)
 
 
-_position_cache = {}
+# One table per (dim, device, dtype): the longest length asked for so far; shorter requests get
+# a slice of it.  Bounded by _POSITION_KEYS keys (least recently used dropped first).
+_position_cache: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+_POSITION_KEYS = 4
+
+
+def _position_table(length: int, dim: int, device) -> torch.Tensor:
+    position = torch.arange(length, dtype=torch.float32, device=device).unsqueeze(1)
+    inverse_freq = torch.exp(
+        torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim)
+    )
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(position * inverse_freq)
+    table[:, 1::2] = torch.cos(position * inverse_freq[: dim // 2])
+    return table
 
 
 def sinusoidal_positions(length: int, dim: int, device, dtype) -> torch.Tensor:
-    """The Transformer sin/cos table (length, dim): even channels sin, odd channels cos, base
-    10000, over the 1-D token index.  Computed on demand instead of stored, so checkpoints do
-    not carry the authors' 48000 x 768 buffers and clips of any length work."""
-    key = (length, dim, str(device), dtype)
+    """The Transformer sin/cos table (length, dim) of ``dtype`` on ``device``: even channels
+    sin, odd channels cos, base 10000, over the 1-D token index (Vaswani et al. 2017, Sec. 3.5,
+    as the authors' MAE-AST code).  Computed on demand instead of stored, so checkpoints do not
+    carry the authors' 48000 x 768 buffers and clips of any length work.
+
+    Memory kept between calls is bounded: one table per (dim, device, dtype), as long as the
+    longest ``length`` requested so far (a shorter request returns a view of its first rows,
+    the same values a table of that length has), for at most 4 such keys, the least recently
+    used dropped first.  So the cache holds at most 4 x longest length x dim x element size
+    bytes; one (dim, device, dtype) in practice: e.g. 62 x 8 = 496 patch tokens of a 10 s
+    window at dim 768 in float32 is 1.5 MB, a 30-minute clip encoded whole (no windowing)
+    89,992 tokens, 264 MB.  Returns a read-only view: do not write into it."""
+    key = (dim, str(device), dtype)
     table = _position_cache.get(key)
-    if table is None:
-        position = torch.arange(length, dtype=torch.float32, device=device).unsqueeze(1)
-        inverse_freq = torch.exp(
-            torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim)
-        )
-        table = torch.zeros(length, dim, device=device)
-        table[:, 0::2] = torch.sin(position * inverse_freq)
-        table[:, 1::2] = torch.cos(position * inverse_freq[: dim // 2])
-        table = table.to(dtype)
-        if len(_position_cache) > 64:
-            _position_cache.clear()
+    if table is None or table.shape[0] < length:
+        table = _position_table(length, dim, device).to(dtype)
         _position_cache[key] = table
-    return table
+        while len(_position_cache) > _POSITION_KEYS:
+            _position_cache.popitem(last=False)
+    _position_cache.move_to_end(key)
+    return table[:length]

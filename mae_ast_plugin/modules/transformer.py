@@ -107,14 +107,15 @@ class TransformerStack(nn.Module):
         every layer run (layers skipped by LayerDrop repeat their input), stopping after
         ``num_layers`` layers if given."""
         attend = None
-        if padding_mask is not None and (torch.compiler.is_compiling() or padding_mask.any()):
-            # A row with no real token (a batch filler of static shapes) attends to every key,
-            # which keeps its values finite; nothing reads them.
+        if padding_mask is not None:
+            # Built whenever a mask is given (never by reading it: that would copy it to the
+            # host).  A row with no real token (a batch filler of static shapes) attends to
+            # every key, which keeps its values finite; nothing reads them.
             attend = (~padding_mask | padding_mask.all(1, keepdim=True))[:, None, None, :]
         x = self.dropout(self.layer_norm(x))
         hidden_states = []
-        for layer in self.layers[:num_layers]:
-            dropped = self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop
+        layers = self.layers[:num_layers]
+        for layer, dropped in zip(layers, self.layers_dropped(len(layers)), strict=True):
             if not dropped:
                 if self.checkpoint_activations and self.training:
                     x = checkpoint(layer, x, attend, use_reentrant=False)
@@ -122,6 +123,15 @@ class TransformerStack(nn.Module):
                     x = layer(x, attend)
             hidden_states.append(x)
         return x, hidden_states
+
+    @torch.compiler.disable  # Python booleans: host-side control flow, never traced
+    def layers_dropped(self, count: int) -> List[bool]:
+        """LayerDrop's choice for each of ``count`` layers, drawn on the host from torch's CPU
+        generator (seeded per update like every other draw): a host tensor read by the host,
+        so a GPU step never waits for it."""
+        if not (self.training and self.layerdrop > 0):
+            return [False] * count
+        return [draw < self.layerdrop for draw in torch.rand(count).tolist()]
 
 
 def init_bert_params(module: nn.Module):

@@ -18,8 +18,8 @@ valid; the summary names any class too rare for that.
 
 ``--mode pretrain``: unlabelled ``train.tsv`` = balanced + unbalanced train less the
 fine-tuning validation clips, ``valid.tsv`` = those validation clips (the same ones as in
-finetune mode, so pretraining never sees them: both modes read the balanced labels and the class
-list to draw them); eval clips are never used.
+``--mode finetune``, so pretraining never sees them: both modes read the balanced labels and the
+class list to draw them); eval clips are never used.
 
 Segments without audio are counted and reported, not an error: AudioSet downloads are always
 incomplete.  The held-out part is drawn from the listed segments, not from the downloaded ones,
@@ -31,8 +31,10 @@ Example (from the repository root):
 """
 
 import csv
+import io
 import os
 
+from ..textfiles import read_text
 from .audio import find_audio_files, measure_clips
 from .common import ClassInfo, Entry, PrepError, existing_dir, existing_file, make_parser
 from .manifests import LABELS_HEADER, write_outputs
@@ -65,7 +67,7 @@ def get_parser(prog=None):
 def read_classes(path: str):
     """Classes of ``class_labels_indices.csv``, checking indices run 0, 1, 2..."""
     classes = []
-    with open(path, newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text(path, PrepError), newline="") as handle:
         reader = csv.reader(handle)
         header = ",".join(field.strip() for field in next(reader, []))
         if header != LABELS_HEADER:
@@ -87,7 +89,7 @@ def read_segments(path: str, index_of_mid, skip_invalid: bool, summary: PrepSumm
     """``[(ytid, labels, where)]`` of a segment csv, in file order.  With ``index_of_mid``
     None the labels are not needed (pretraining) and are returned empty."""
     segments, seen = [], set()
-    with open(path, newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text(path, PrepError), newline="") as handle:
         reader = csv.reader(handle, skipinitialspace=True)
         for row in reader:
             where = f"{path}:{reader.line_num}"
@@ -185,6 +187,7 @@ def prepare(args):
     balanced_train, balanced_valid, _ = grouped_stratified_holdout(
         sorted(segments[BALANCED]), args.valid_fraction, split_rng(args.seed),
         group_of=lambda segment: segment[0], labels_of=lambda segment: segment[1],
+        summary=summary, name="valid (of balanced train)",
     )  # fmt: skip
     if finetune:
         parts = {"train": [(BALANCED, balanced_train)], "valid": [(BALANCED, balanced_valid)],

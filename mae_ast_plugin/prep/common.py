@@ -18,8 +18,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import InputError
 
-class PrepError(Exception):
+
+class PrepError(InputError):
     """Bad input (a missing file, a malformed line, an unknown class...).
 
     The message names the file, and the line where there is one; :func:`run_cli` prints it

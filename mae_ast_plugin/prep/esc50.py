@@ -20,8 +20,10 @@ Example (from the repository root):
 """
 
 import csv
+import io
 import os
 
+from ..textfiles import read_text
 from .audio import measure_clips
 from .common import ClassInfo, Entry, PrepError, existing_dir, existing_file, make_parser
 from .manifests import write_outputs
@@ -60,7 +62,7 @@ def read_metadata(csv_path: str, audio_dir: str):
     """``[(Entry, fold, src_file)]`` in file order, checking each row against the official
     classes."""
     rows, seen = [], {}
-    with open(csv_path, newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text(csv_path, PrepError), newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [column for column in REQUIRED_COLUMNS if column not in (reader.fieldnames or [])]
         if missing:
@@ -118,6 +120,7 @@ def prepare(args):
         train, valid, _ = grouped_stratified_holdout(
             others, args.valid_fraction, split_rng(args.seed, fold),
             group_of=lambda clip: source_of[clip.path], labels_of=lambda clip: clip.labels,
+            summary=summary, name=f"fold{fold}/valid",
         )  # fmt: skip
         note_classes_not_held_out(summary, f"fold{fold}/valid", train, valid, CATEGORIES)
         splits[f"fold{fold}/train"] = train

@@ -104,6 +104,7 @@ def prepare(args):
         train, valid, _ = grouped_stratified_holdout(
             others, args.valid_fraction, split_rng(args.seed, fold),
             group_of=dialogue_of, labels_of=lambda clip: clip.labels,
+            summary=summary, name=f"fold{fold}/valid",
         )  # fmt: skip
         note_classes_not_held_out(summary, f"fold{fold}/valid", train, valid, CLASSES)
         splits[f"fold{fold}/train"] = train

@@ -38,6 +38,7 @@ import numpy as np
 import soundfile
 
 from ..atomic_io import atomic_write_audio
+from ..textfiles import iter_lines
 from .audio import find_audio_files, measure_clips
 from .common import ClassInfo, Entry, PrepError, existing_dir, existing_file, make_parser
 from .manifests import write_outputs
@@ -94,11 +95,10 @@ def read_list(root: str, name: str):
     """Relative paths of a split list, as ``{relative: "file:line"}``."""
     path = existing_file(os.path.join(root, name), "split list")
     listed = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            relative = line.strip()
-            if relative:
-                listed[relative.replace("\\", "/")] = f"{path}:{line_no}"
+    for line_no, line in iter_lines(path, PrepError):
+        relative = line.strip()
+        if relative:
+            listed[relative.replace("\\", "/")] = f"{path}:{line_no}"
     return listed
 
 

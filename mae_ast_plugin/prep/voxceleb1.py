@@ -14,6 +14,7 @@ Example (from the repository root):
 
 import os
 
+from ..textfiles import iter_lines
 from .audio import measure_clips
 from .common import ClassInfo, Entry, PrepError, existing_dir, existing_file, make_parser
 from .manifests import write_outputs
@@ -34,26 +35,25 @@ def get_parser(prog=None):
 def read_split_file(path: str):
     """``[(split, relative_path, line_no)]``; malformed lines are errors naming the line."""
     listed, seen = [], {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = f"{path}:{line_no}"
-            if len(fields) != 2 or fields[0] not in SPLIT_CODES:
-                raise PrepError(
-                    f"{where}: expected '<1|2|3> <speaker>/<video>/<file>.wav', "
-                    f"got {line.strip()!r}"
-                )
-            relative = fields[1]
-            if relative.count("/") != 2 or os.path.isabs(relative) or ".." in relative.split("/"):
-                raise PrepError(
-                    f"{where}: expected a path <speaker>/<video>/<file>, got {relative!r}"
-                )
-            if relative in seen:
-                raise PrepError(f"{where}: {relative} is also listed on line {seen[relative]}")
-            seen[relative] = line_no
-            listed.append((SPLIT_CODES[fields[0]], relative, where))
+    for line_no, line in iter_lines(path, PrepError):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{line_no}"
+        if len(fields) != 2 or fields[0] not in SPLIT_CODES:
+            raise PrepError(
+                f"{where}: expected '<1|2|3> <speaker>/<video>/<file>.wav', "
+                f"got {line.strip()!r}"
+            )
+        relative = fields[1]
+        if relative.count("/") != 2 or os.path.isabs(relative) or ".." in relative.split("/"):
+            raise PrepError(
+                f"{where}: expected a path <speaker>/<video>/<file>, got {relative!r}"
+            )
+        if relative in seen:
+            raise PrepError(f"{where}: {relative} is also listed on line {seen[relative]}")
+        seen[relative] = line_no
+        listed.append((SPLIT_CODES[fields[0]], relative, where))
     if not listed:
         raise PrepError(f"{path}: no files listed")
     return listed

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
 from fairseq.logging import metrics
 from fairseq.tasks import register_task
 from omegaconf import II
@@ -19,6 +20,9 @@ from omegaconf.errors import InterpolationResolutionError
 
 from ..data.fbank_dataset import FbankAudioDataset
 from ..data.manifest import read_manifest
+from ..modules.masking import min_clip_frames
+from ..modules.tokens import mel_blocks
+from ..modules.transformer import PostLNLayer
 from .audio_task import AudioTask, AudioTaskConfig
 
 logger = logging.getLogger(__name__)
@@ -53,7 +57,7 @@ class MaeAstPretrainingConfig(AudioTaskConfig):
     )
     compile: bool = field(
         default=False,
-        metadata={"help": "run the model under torch.compile inside fairseq's trainer"},
+        metadata={"help": "torch.compile every Transformer layer inside fairseq's trainer"},
     )
     compile_mode: str = field(
         default="default",
@@ -82,8 +86,13 @@ class MaeAstPretrainingTask(AudioTask):
     def build_model(self, cfg, from_checkpoint=False):
         # the model takes task.features and task.static_shapes at construction (build_model)
         model = super().build_model(cfg, from_checkpoint)
-        # fairseq_cli/train.py builds the model before it loads any dataset
-        self.min_frames = getattr(model.cfg, "token_frames", 1)
+        # fairseq_cli/train.py builds the model before it loads any dataset.  Shorter clips would
+        # mask nothing: the dataset refuses them (naming the manifest line).
+        self.min_frames = min_clip_frames(
+            model.cfg.token_frames,
+            mel_blocks(self.cfg.features.num_mel_bins, model.cfg.token_mel_bins),
+            model.cfg.mask_ratio,
+        )
         return model
 
     def static_batch_clips(self, training: bool) -> int:
@@ -136,8 +145,17 @@ class MaeAstPretrainingTask(AudioTask):
 
     def _compile(self, model):
         if self.cfg.compile and not self._compiled:
-            # In place (nn.Module.compile): parameter names and checkpoints stay unchanged.
-            model.compile(mode=self.cfg.compile_mode, backend=self.cfg.compile_backend)
+            # Every Transformer layer, in place (nn.Module.compile): parameter names and
+            # checkpoints stay unchanged.  Layer by layer, not the whole model: masking and
+            # LayerDrop decide on the host between layers, which would break a whole-model graph
+            # and recompile it for every pattern of dropped layers.
+            if self.cfg.static_shapes:
+                # one graph per shape (encoder and decoder lengths differ), never a slower
+                # dynamic-shape one
+                torch._dynamo.config.automatic_dynamic_shapes = False
+            for module in model.modules():
+                if isinstance(module, PostLNLayer):
+                    module.compile(mode=self.cfg.compile_mode, backend=self.cfg.compile_backend)
             self._compiled = True
             logger.info(
                 "torch.compile(mode=%s, backend=%s)",

@@ -18,7 +18,7 @@ import sys
 import torch
 
 import mae_ast_plugin  # noqa: F401  (registers the plugin, upgrades authors' checkpoints)
-from mae_ast_plugin.checkpoints import build_pretrained_model, features_config, read_checkpoint
+from mae_ast_plugin.checkpoints import ArtefactError, load_pretraining_model
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.features import load_audio
 from mae_ast_plugin.plotting import plot_reconstruction, reconstruction_images
@@ -26,7 +26,8 @@ from mae_ast_plugin.plotting import plot_reconstruction, reconstruction_images
 
 def get_parser():
     parser = command_parser("mae-ast-plot-reconstruction", __doc__)
-    parser.add_argument("checkpoint", help="pretraining checkpoint (mae_ast or ssast)")
+    parser.add_argument("checkpoint", help="pretraining checkpoint (mae_ast or ssast, ours or the "
+                        "authors'): the kinds that keep the decoder")
     parser.add_argument("audio", help="any soundfile-readable audio file")
     parser.add_argument("--out", default="reconstruction.png", help="output PNG")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask")
@@ -38,9 +39,11 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    state = read_checkpoint(args.checkpoint)
-    model = build_pretrained_model(state)
-    features = features_config(state["cfg"])
+    try:
+        model, features = load_pretraining_model(args.checkpoint)
+    except ArtefactError as err:
+        print(f"mae-ast-plot-reconstruction: error: {err}", file=sys.stderr)
+        return 2
     waveform = load_audio(args.audio, features.sample_rate)
     waveform = waveform[: int(args.max_seconds * features.sample_rate)]
     fbank = model.front_end(waveform.unsqueeze(0))[0][0]  # the model's own filterbank

@@ -8,7 +8,10 @@ Example::
 
 prints, for each file, the top-k classes with their probabilities (softmax for single-label
 models, independent sigmoids for multi-label ones).  The checkpoint carries its class list and
-filterbank settings, so no training data is needed.  CHECKPOINT is a fairseq ``.pt`` (read with
+filterbank settings, so no training data is needed.  A file is cropped as the evaluation
+split was (the checkpoint's ``eval_max_sample_len_s``); what remains, if longer than
+``--window-seconds`` (10 s), is encoded in overlapping windows whose tokens are stitched and
+pooled by the head.  CHECKPOINT is a fairseq ``.pt`` (read with
 ``torch.load(weights_only=True)``) or a folder from ``mae-ast-export ... --format safetensors``,
 which needs no fairseq.
 """
@@ -16,11 +19,18 @@ which needs no fairseq.
 import logging
 import os
 import sys
-from dataclasses import dataclass
 
 import torch
 
-from mae_ast_plugin.cli import command_parser
+from mae_ast_plugin.checkpoints import load_classifier
+from mae_ast_plugin.cli import command_parser, device_option
+from mae_ast_plugin.encoder import (
+    DEFAULT_WINDOWING,
+    MaeAstEncoder,
+    Windowing,
+    add_window_option,
+    windowing_of,
+)
 from mae_ast_plugin.features import (
     AudioError,
     as_mono_waveform,
@@ -40,84 +50,6 @@ TABLE1_BENCHMARKS = {
 }
 _MODEL_NAMES = {"mae_ast": "MAE-AST", "ssast": "SSAST"}
 _MASKING = {"chunk": "Chunked", "random": "Random", "span": "Span"}
-
-
-class NotAClassifierError(ValueError):
-    pass
-
-
-@dataclass
-class ExportedClassList:
-    """The class list of an exported classifier folder (``ClassList``'s fields)."""
-
-    mids: list[str]
-    names: list[str]
-
-    def __len__(self):
-        return len(self.names)
-
-
-@dataclass
-class ExportedTaskConfig:
-    multi_label: bool
-    features: object  # FbankConfig
-
-
-class ExportedTask:
-    """What prediction reads of a fine-tuning task, from an exported folder's config.json."""
-
-    def __init__(self, config: dict, features):
-        head = config["classifier"]
-        self.classes = ExportedClassList(
-            mids=list(head["classes"]["mid"]), names=list(head["classes"]["display_name"])
-        )
-        self.cfg = ExportedTaskConfig(multi_label=bool(head["multi_label"]), features=features)
-        self._eval_crop_s = float(head["eval_crop_s"])
-
-    def crop_seconds(self, training: bool) -> float:
-        return self._eval_crop_s
-
-
-def load_exported_classifier(folder: str, device: str = "cpu"):
-    """(ClipClassifier in eval mode, ExportedTask) of a folder written by ``mae-ast-export
-    --format safetensors`` from a fine-tuned checkpoint; torch and safetensors only."""
-    from mae_ast_plugin.pretrained import load_folder
-
-    network, features, config = load_folder(folder, device=device)
-    if not config.get("classifier"):
-        raise NotAClassifierError(
-            f"{folder} holds a {config['model_type']} encoder without a classifier head "
-            "(exported from a pretraining checkpoint, it has no classes to predict)"
-        )
-    return network, ExportedTask(config, features)
-
-
-def load_classifier(
-    checkpoint: str, data: str | None = None, device: str = "cpu", task_overrides=None
-):
-    """(model in eval mode on ``device``, task) of a fine-tuned checkpoint.  ``data`` replaces
-    the training data directory (needed only to load evaluation splits); ``task_overrides``
-    replaces other task settings (e.g. ``{"skip_invalid": True}``)."""
-    from fairseq import checkpoint_utils
-
-    from mae_ast_plugin.checkpoints import read_checkpoint
-    from mae_ast_plugin.models.mae_ast_classifier import MaeAstClassifier
-
-    task = dict(task_overrides or {})
-    if data:
-        task["data"] = data
-    overrides = {"task": task} if task else None
-    state = read_checkpoint(str(checkpoint), arg_overrides=overrides)
-    ensemble, _, task = checkpoint_utils.load_model_ensemble_and_task(
-        [str(checkpoint)], state=state
-    )
-    model = ensemble[0]
-    if not isinstance(model, MaeAstClassifier):
-        raise NotAClassifierError(
-            f"{checkpoint} holds a {type(model).__name__}, not a fine-tuned mae_ast_classifier "
-            "(pretraining checkpoints have no classes to predict)"
-        )
-    return model.to(device).eval(), task
 
 
 def class_probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -150,7 +82,8 @@ def clip_waveform(
     audio, task, sample_rate: int | None = None, channel_axis: int | None = None
 ) -> torch.Tensor:
     """The mono waveform (samples,) at ``task.features.sample_rate`` of one clip, cropped as the
-    evaluation splits are (from the start): what the loader gives the model.
+    evaluation splits are (``eval_max_sample_len_s`` from the start; SUPERB SID keeps whole
+    utterances): what the loader gives the model.
 
     ``audio`` is a file path (read by :func:`load_audio`), or a waveform array/tensor at
     ``sample_rate`` Hz that :func:`as_mono_waveform` accepts (1-D, or 2-D with channels mixed
@@ -170,23 +103,32 @@ def clip_waveform(
 @torch.no_grad()
 def predict_clip(
     model, task, audio, sample_rate: int | None = None, device: str = "cpu",
-    channel_axis: int | None = None,
+    channel_axis: int | None = None, windowing: Windowing | None = DEFAULT_WINDOWING,
 ) -> torch.Tensor:
     """Class probabilities (C,) of one clip: a file path, or a waveform at ``sample_rate`` Hz
-    (see :func:`clip_waveform`); the model computes its filterbank.  Raises
-    :class:`AudioError` for a clip shorter than one token."""
+    (see :func:`clip_waveform`).  A clip (after the evaluation crop) longer than one window is
+    encoded in windows (:class:`~mae_ast_plugin.encoder.Windowing`; ``None``: in one pass) and
+    the head pools the stitched tokens, as it pools a short clip's.  Raises :class:`AudioError`
+    for a clip shorter than one token."""
+    features = task.cfg.features
     waveform = clip_waveform(audio, task, sample_rate, channel_axis)
-    frames = num_frames(waveform.numel(), task.cfg.features)
+    frames = num_frames(waveform.numel(), features)
     if frames < model.min_frames:
         name = audio if isinstance(audio, (str, os.PathLike)) else "audio"
         raise AudioError(f"{name}: {frames} frames, fewer than one token ({model.min_frames})")
-    logits = model(source=waveform.unsqueeze(0).to(device))["logits"][0]
-    return class_probabilities(logits, task.cfg.multi_label)
+    encoder = MaeAstEncoder(model.encoder_model, features, device=device)
+    out = encoder.extract_features([waveform], features.sample_rate, windowing=windowing)
+    tokens = model.combine_layers(out.last_hidden_state, out.hidden_states)
+    padding = out.padding_mask if out.padding_mask.any() else None  # one clip: no padding
+    logits, _ = model.pool_and_classify(tokens, padding)
+    return class_probabilities(logits[0], task.cfg.multi_label)
 
 
-def predict_file(model, task, path: str, device: str = "cpu") -> torch.Tensor:
+def predict_file(
+    model, task, path: str, device: str = "cpu", windowing: Windowing | None = DEFAULT_WINDOWING
+) -> torch.Tensor:
     """Class probabilities (C,) of one audio file."""
-    return predict_clip(model, task, path, device=device)
+    return predict_clip(model, task, path, device=device, windowing=windowing)
 
 
 def main(argv=None):
@@ -198,26 +140,26 @@ def main(argv=None):
     )
     parser.add_argument("files", nargs="+", help="audio files (any format soundfile reads)")
     parser.add_argument("--top-k", type=int, default=5, help="classes to print per file")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", type=device_option, default="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    add_window_option(parser)
     args = parser.parse_args(argv)
+    windowing = windowing_of(args)
     logging.basicConfig(level=logging.WARNING)
 
-    from mae_ast_plugin.checkpoints import UnsafeCheckpointError
-    from mae_ast_plugin.pretrained import is_model_folder
+    from mae_ast_plugin.checkpoints import ArtefactError
 
     try:
-        if is_model_folder(args.checkpoint):
-            model, task = load_exported_classifier(args.checkpoint, device=args.device)
-        else:
-            model, task = load_classifier(args.checkpoint, device=args.device)
-    except (NotAClassifierError, UnsafeCheckpointError, FileNotFoundError) as err:
+        model, task = load_classifier(args.checkpoint, device=args.device)
+    except ArtefactError as err:
         print(f"mae-ast-predict: error: {err}", file=sys.stderr)
         return 2
     classes = task.classes
     failures = 0
     for path in args.files:
         try:
-            probabilities = predict_file(model, task, path, args.device)
+            probabilities = predict_file(model, task, path, args.device, windowing)
         except AudioError as err:
             print(f"{path}: error: {err}", file=sys.stderr)
             failures += 1

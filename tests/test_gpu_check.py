@@ -1,0 +1,90 @@
+"""The GPU check (mae_ast_plugin/bench/gpu_check.sh) cannot break on arrival: its CPU tiny mode
+runs the same shell script and Python code (wheel set-up skipped where there is no .whl/), and
+its arithmetic (tokens, FLOPs, the largest batch, the tables) is checked against the step
+benchmark's."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from mae_ast_plugin.bench import gpu_check
+from mae_ast_plugin.bench.pretrain_configs import PAPER_SIZE
+from mae_ast_plugin.bench.pretrain_flops import step_flops
+
+
+def test_token_counts_and_flops_match_the_step_benchmark():
+    patch = gpu_check.token_counts("patch", 10.0)
+    assert patch == {"tokens": 496, "masked_tokens": 372, "visible_tokens": 124}
+    frame = gpu_check.token_counts("frame", 10.0)
+    assert frame["tokens"] == 499 and frame["visible_tokens"] == 124
+    for model in ("mae_ast", "ssast"):
+        spec = {"model": model, "tokens": "patch", "layers": 12, "batch": 1, **PAPER_SIZE}
+        counts = {
+            "tokens": 496,
+            "encoder_tokens": 124 if model == "mae_ast" else 496,
+            "decoder_tokens": 496,
+            "masked_tokens": 372,
+        }
+        ours = gpu_check.step_flops_per_clip(model, "patch", PAPER_SIZE, 12, layerdrop=0.0)
+        assert ours == pytest.approx(step_flops(spec, counts))
+    # the issue's figure: about 112 GFLOP per clip for the 12-layer MAE-AST
+    assert gpu_check.step_flops_per_clip("mae_ast", "patch", PAPER_SIZE, 12, 0.0) == (
+        pytest.approx(112e9, rel=0.05)
+    )
+
+
+def test_largest_batch_is_predicted_from_batch_32s_peak():
+    gib = 2**30
+    results = [{"peak_memory_bytes": 4 * gib}, {"peak_memory_bytes": 7 * gib}]
+    assert gpu_check.predicted_max_batch(results, 139 * gib, 512, 32) == 512
+    assert gpu_check.predicted_max_batch(results, 40 * gib, 512, 32) == 128
+    assert gpu_check.predicted_max_batch(results, 139 * gib, 128, 32) == 128
+    assert gpu_check.predicted_max_batch([], 139 * gib, 512, 32) == 32
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_in_cpu_tiny_mode(tmp_path):
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        GPU_CHECK_DEVICE="cpu",
+        GPU_CHECK_TINY="1",
+        OUT=str(tmp_path / "out"),
+        PYTHONPATH=str(REPO),
+    )
+    proc = subprocess.run(
+        [
+            "bash",
+            "mae_ast_plugin/bench/gpu_check.sh",
+            "--tokens",
+            "patch",
+            "--variants",
+            "eager",
+            "fast",
+            "--hydra-updates",
+            "2",
+            "--budget-s",
+            "500",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "[gpu_check " in proc.stdout  # timestamped progress
+    report = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    hydra = report["hydra_run"]
+    assert hydra["done_training"] and hydra["exited_within_limit"], hydra["log_tail"]
+    names = {(r["model"], r["variant"]) for r in report["results"] if "error" not in r}
+    assert names == {(m, v) for m in ("mae_ast", "ssast") for v in ("eager", "fast")}
+    for result in report["results"]:
+        assert result["host_syncs"]["per_update"]["plugin"] == 0
+        assert result["step_clips_per_s"] > 0
+    table = (tmp_path / "out" / "gpu_check.md").read_text()
+    assert "| mae_ast patch fast | 2 |" in table and "MAE-AST / SSAST" in table

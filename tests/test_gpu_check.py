@@ -12,8 +12,10 @@ import pytest
 from conftest import REPO
 
 from mae_ast_plugin.bench import gpu_check
+from mae_ast_plugin.bench.data import generate_corpus
 from mae_ast_plugin.bench.pretrain_configs import PAPER_SIZE
 from mae_ast_plugin.bench.pretrain_flops import step_flops
+from mae_ast_plugin.bench.pretrain_trainer import TRAINER_RATES, run_trainer_config
 
 
 def test_token_counts_and_flops_match_the_step_benchmark():
@@ -44,6 +46,24 @@ def test_largest_batch_is_predicted_from_batch_32s_peak():
     assert gpu_check.predicted_max_batch(results, 40 * gib, 512, 32) == 128
     assert gpu_check.predicted_max_batch(results, 139 * gib, 128, 32) == 128
     assert gpu_check.predicted_max_batch([], 139 * gib, 512, 32) == 32
+
+
+def test_each_timed_step_trains_on_the_batch_asked_for(tmp_path):
+    # 6 clips: batches of 2 divide them; batches of 4 leave a remainder of 2, which the shuffled
+    # epoch serves first with this seed (as the GPU check's 544 clips in batches of 512 did)
+    corpus = tmp_path / "corpus"
+    generate_corpus(corpus, 6, 1.0, TRAINER_RATES, seed=1)
+    args = gpu_check.parse_args(["--device", "cpu", "--tiny", "--clips", "6"])
+    for batch in (2, 4):
+        spec = gpu_check.bench_spec(args, corpus, "mae_ast", "patch", "static", batch)
+        spec["count_syncs"] = False
+        result = run_trainer_config(spec)
+        assert result["step_clips"] == [batch] * args.steps
+        assert result["step_clips_per_s"] * result["step_s"] == pytest.approx(batch)
+        assert gpu_check.clips_per_step(result) == str(batch)
+    spec["distinct_batches"] = 2  # one full batch of 4 exists: refused, not timed on the rest
+    with pytest.raises(RuntimeError, match="1 batches of 4 clips"):
+        run_trainer_config(spec)
 
 
 @pytest.mark.slow
@@ -87,4 +107,4 @@ def test_gpu_check_script_runs_in_cpu_tiny_mode(tmp_path):
         assert result["host_syncs"]["per_update"]["plugin"] == 0
         assert result["step_clips_per_s"] > 0
     table = (tmp_path / "out" / "gpu_check.md").read_text()
-    assert "| mae_ast patch fast | 2 |" in table and "MAE-AST / SSAST" in table
+    assert "| mae_ast patch fast | 2 | 2 |" in table and "MAE-AST / SSAST" in table

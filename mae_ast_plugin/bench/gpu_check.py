@@ -303,6 +303,16 @@ def add_mfu(result: dict, size: dict, peak_tflops: float | None):
     result["mfu"] = result["model_tflops"] / peak_tflops if peak_tflops else None
 
 
+def clips_per_step(result: dict) -> str:
+    """The clips the timed steps trained on ("32", or "30-32" when they differed), "-" for a
+    result that did not record them."""
+    clips = result.get("step_clips")
+    if not clips:
+        return "-"
+    low, high = min(clips), max(clips)
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
@@ -314,7 +324,7 @@ def markdown(report: dict) -> str:
     rows = []
     for r in report["results"]:
         if "error" in r:
-            rows.append([r["name"], r.get("batch", "-"), "-", "-", "-", "-", r["error"]])
+            rows.append([r["name"], r.get("batch", "-"), "-", "-", "-", "-", "-", r["error"]])
             continue
         syncs = r.get("host_syncs") or {}
         per = syncs.get("per_update")
@@ -325,6 +335,7 @@ def markdown(report: dict) -> str:
             [
                 f"{r['model']} {r['tokens']} {r['variant']}",
                 r["batch"],
+                clips_per_step(r),
                 f"{r['step_s'] * 1e3:.1f}",
                 f"{r['step_clips_per_s']:.0f}",
                 f"{r['peak_memory_bytes'] / 2**30:.2f}" if r.get("peak_memory_bytes") else "-",
@@ -336,6 +347,7 @@ def markdown(report: dict) -> str:
         [
             "config",
             "batch",
+            "clips per step",
             "step ms",
             "clips/s",
             "peak GiB",

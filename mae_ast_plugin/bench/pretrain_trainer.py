@@ -99,22 +99,31 @@ def run_trainer_config(spec: dict) -> dict:
 
     # The data path alone: the loader as configured (workers, fbank on device or not).
     # ``distinct_batches`` (default: one per step) are loaded and the steps cycle through them,
-    # so that a large batch needs no corpus of (warm-up + steps) x batch clips.
+    # so that a large batch needs no corpus of (warm-up + steps) x batch clips.  Only full
+    # batches of spec["batch"] clips are timed: an epoch's shuffled batches include its
+    # remainder (544 clips in batches of 512 leave one of 32), and timing that one would report
+    # a smaller batch than the one asked for.
     needed = spec["warmup"] + spec["steps"]
     distinct = min(needed, spec.get("distinct_batches") or needed)
-    batches, clips = [], 0
+    batches, clips, short = [], 0, []
     itr = epoch_itr.next_epoch_itr(shuffle=True)
     if spec.get("skip_first_batch", True):
         next(itr)  # worker start-up is not throughput
     start = time.perf_counter()
     for sample in itr:
-        batches.append(sample)
         clips += len(sample["id"])
+        if len(sample["id"]) != spec["batch"]:
+            short.append(len(sample["id"]))
+            continue
+        batches.append(sample)
         if len(batches) == distinct:
             break
     loader_s = time.perf_counter() - start
     if len(batches) < distinct:
-        raise RuntimeError(f"the corpus gave {len(batches)} batches, {distinct} needed")
+        raise RuntimeError(
+            f"the corpus gave {len(batches)} batches of {spec['batch']} clips (and batches of "
+            f"{short} clips), {distinct} needed: generate a larger corpus"
+        )
     batches = [batches[i % distinct] for i in range(needed)]
 
     times, cpu_times, step_clips = [], [], []
@@ -153,6 +162,8 @@ def run_trainer_config(spec: dict) -> dict:
     return {
         **{k: spec[k] for k in ("name", "model", "tokens", "layers", "variant", "device")},
         "batch": spec["batch"],
+        # the clips each timed step trained on (the batch, unless the loader gave fewer)
+        "step_clips": step_clips,
         "fbank_on_device": bool(task.fbank_on_device),
         "workers": spec["workers"],
         "step_s": step_s,

@@ -66,6 +66,31 @@ def test_each_timed_step_trains_on_the_batch_asked_for(tmp_path):
         run_trainer_config(spec)
 
 
+HANGS_AFTER_DONE = """
+import threading, time
+print('[train_inner] {"loss": "3.5", "num_updates": "1"}', flush=True)
+print("done training in 0.1 seconds", flush=True)
+def wait_for_ever():
+    while True:
+        time.sleep(1)
+threading.Thread(target=wait_for_ever, name="stuck").start()  # joined at exit: never ends
+"""
+
+
+@pytest.mark.slow
+def test_a_run_that_exits_is_timed_and_one_that_hangs_reports_its_stacks():
+    exits = [sys.executable, "-c", "print('done training in 0.1 seconds')"]
+    result = gpu_check.watch_run(exits, dict(os.environ), 60, 30, 0.0)
+    assert result["done_training"] and result["exited_within_limit"]
+    assert result["returncode"] == 0 and not result["aborted_for_stacks"]
+    hangs = [sys.executable, "-c", HANGS_AFTER_DONE]
+    result = gpu_check.watch_run(hangs, dict(os.environ), 60, 1, 0.0)
+    assert result["done_training"] and not result["exited_within_limit"]
+    assert result["aborted_for_stacks"] and result["losses"] == [(1, 3.5)]
+    stacks = "\n".join(result["after_done"])
+    assert "most recent call first" in stacks and "wait_for_ever" in stacks
+
+
 @pytest.mark.slow
 def test_gpu_check_script_runs_in_cpu_tiny_mode(tmp_path):
     env = dict(

@@ -15,7 +15,7 @@ from mae_ast_plugin.bench import gpu_check
 from mae_ast_plugin.bench.data import generate_corpus
 from mae_ast_plugin.bench.pretrain_configs import PAPER_SIZE
 from mae_ast_plugin.bench.pretrain_flops import step_flops
-from mae_ast_plugin.bench.pretrain_trainer import TRAINER_RATES, run_trainer_config
+from mae_ast_plugin.bench.pretrain_trainer import TRAINER_RATES, peaks_kept, run_trainer_config
 
 
 def test_token_counts_and_flops_match_the_step_benchmark():
@@ -64,6 +64,22 @@ def test_each_timed_step_trains_on_the_batch_asked_for(tmp_path):
     spec["distinct_batches"] = 2  # one full batch of 4 exists: refused, not timed on the rest
     with pytest.raises(RuntimeError, match="1 batches of 4 clips"):
         run_trainer_config(spec)
+
+
+def test_the_peak_fairseq_resets_after_each_step_is_kept(monkeypatch):
+    import torch
+
+    allocated = iter([7, 5])  # the step's peak when fairseq resets it, then what stays
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: next(allocated))
+    resets = []
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: resets.append(1))
+    peaks = []
+    with peaks_kept(peaks):
+        torch.cuda.reset_peak_memory_stats()  # as Trainer.train_step does at its end
+    assert peaks == [7] and resets == [1]
+    assert max([*peaks, torch.cuda.max_memory_allocated()]) == 7
+    torch.cuda.reset_peak_memory_stats()  # restored: not recorded any more
+    assert peaks == [7] and resets == [1, 1]
 
 
 HANGS_AFTER_DONE = """

@@ -482,7 +482,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from mae_ast_plugin.bench.pretrain_report import machine_info
+    from mae_ast_plugin.bench.report import machine_info
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print(

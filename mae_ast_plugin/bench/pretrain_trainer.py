@@ -6,6 +6,7 @@ corpus (a third of it at 44.1 kHz, so the loader resamples), per model and varia
 (its workers alone), to say which of the two limits training.
 """
 
+import contextlib
 import os
 import resource
 import statistics
@@ -52,6 +53,28 @@ def build_trainer(config_name: str, overrides, seed: int):
     trainer = Trainer(cfg, task, model, criterion)
     epoch_itr = trainer.get_train_iterator(epoch=1, load_dataset=True)
     return task, trainer, epoch_itr
+
+
+@contextlib.contextmanager
+def peaks_kept(peaks: list):
+    """While open, each ``torch.cuda.reset_peak_memory_stats()`` first appends the peak it
+    clears (``max_memory_allocated``, bytes) to ``peaks``.  fairseq's ``Trainer.train_step``
+    resets the peak at the end of every step (for its gb_free log), so a peak read after the
+    step would hold only what stays allocated (weights, gradients, optimizer state), not the
+    step's activations."""
+    import torch
+
+    reset = torch.cuda.reset_peak_memory_stats
+
+    def record_then_reset(device=None):
+        peaks.append(torch.cuda.max_memory_allocated(device))
+        reset(device)
+
+    torch.cuda.reset_peak_memory_stats = record_then_reset
+    try:
+        yield peaks
+    finally:
+        torch.cuda.reset_peak_memory_stats = reset
 
 
 def run_trainer_config(spec: dict) -> dict:
@@ -126,23 +149,24 @@ def run_trainer_config(spec: dict) -> dict:
         )
     batches = [batches[i % distinct] for i in range(needed)]
 
-    times, cpu_times, step_clips = [], [], []
-    for i, sample in enumerate(batches):
-        sync()
-        start, cpu_start = time.perf_counter(), time.process_time()
-        trainer.train_step([sample])
-        sync()
-        if i >= spec["warmup"]:
-            times.append(time.perf_counter() - start)
-            cpu_times.append(time.process_time() - cpu_start)
-            step_clips.append(len(sample["id"]))
+    times, cpu_times, step_clips, peaks = [], [], [], []
+    with peaks_kept(peaks):
+        for i, sample in enumerate(batches):
+            sync()
+            start, cpu_start = time.perf_counter(), time.process_time()
+            trainer.train_step([sample])
+            sync()
+            if i >= spec["warmup"]:
+                times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - cpu_start)
+                step_clips.append(len(sample["id"]))
     step_s = statistics.median(times)
     graphs = None
     if spec["variant"] in ("compiled", "fast"):
         from mae_ast_plugin.tasks.mae_ast_pretraining import compiled_graphs
 
         graphs = compiled_graphs()
-    peak = torch.cuda.max_memory_allocated() if cuda else None
+    peak = max([*peaks, torch.cuda.max_memory_allocated()]) if cuda else None
     syncs = None
     if spec.get("count_syncs"):
         # one more step inside the dispatch mode: what still makes the host wait, per update

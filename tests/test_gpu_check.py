@@ -12,8 +12,10 @@ import pytest
 from conftest import REPO
 
 from mae_ast_plugin.bench import gpu_check
+from mae_ast_plugin.bench.data import generate_corpus
 from mae_ast_plugin.bench.pretrain_configs import PAPER_SIZE
 from mae_ast_plugin.bench.pretrain_flops import step_flops
+from mae_ast_plugin.bench.pretrain_trainer import TRAINER_RATES, peaks_kept, run_trainer_config
 
 
 def test_token_counts_and_flops_match_the_step_benchmark():
@@ -44,6 +46,65 @@ def test_largest_batch_is_predicted_from_batch_32s_peak():
     assert gpu_check.predicted_max_batch(results, 40 * gib, 512, 32) == 128
     assert gpu_check.predicted_max_batch(results, 139 * gib, 128, 32) == 128
     assert gpu_check.predicted_max_batch([], 139 * gib, 512, 32) == 32
+
+
+def test_each_timed_step_trains_on_the_batch_asked_for(tmp_path):
+    # 6 clips: batches of 2 divide them; batches of 4 leave a remainder of 2, which the shuffled
+    # epoch serves first with this seed (as the GPU check's 544 clips in batches of 512 did)
+    corpus = tmp_path / "corpus"
+    generate_corpus(corpus, 6, 1.0, TRAINER_RATES, seed=1)
+    args = gpu_check.parse_args(["--device", "cpu", "--tiny", "--clips", "6"])
+    for batch in (2, 4):
+        spec = gpu_check.bench_spec(args, corpus, "mae_ast", "patch", "static", batch)
+        spec["count_syncs"] = False
+        result = run_trainer_config(spec)
+        assert result["step_clips"] == [batch] * args.steps
+        assert result["step_clips_per_s"] * result["step_s"] == pytest.approx(batch)
+        assert gpu_check.clips_per_step(result) == str(batch)
+    spec["distinct_batches"] = 2  # one full batch of 4 exists: refused, not timed on the rest
+    with pytest.raises(RuntimeError, match="1 batches of 4 clips"):
+        run_trainer_config(spec)
+
+
+def test_the_peak_fairseq_resets_after_each_step_is_kept(monkeypatch):
+    import torch
+
+    allocated = iter([7, 5])  # the step's peak when fairseq resets it, then what stays
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: next(allocated))
+    resets = []
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: resets.append(1))
+    peaks = []
+    with peaks_kept(peaks):
+        torch.cuda.reset_peak_memory_stats()  # as Trainer.train_step does at its end
+    assert peaks == [7] and resets == [1]
+    assert max([*peaks, torch.cuda.max_memory_allocated()]) == 7
+    torch.cuda.reset_peak_memory_stats()  # restored: not recorded any more
+    assert peaks == [7] and resets == [1, 1]
+
+
+HANGS_AFTER_DONE = """
+import threading, time
+print('[train_inner] {"loss": "3.5", "num_updates": "1"}', flush=True)
+print("done training in 0.1 seconds", flush=True)
+def wait_for_ever():
+    while True:
+        time.sleep(1)
+threading.Thread(target=wait_for_ever, name="stuck").start()  # joined at exit: never ends
+"""
+
+
+@pytest.mark.slow
+def test_a_run_that_exits_is_timed_and_one_that_hangs_reports_its_stacks():
+    exits = [sys.executable, "-c", "print('done training in 0.1 seconds')"]
+    result = gpu_check.watch_run(exits, dict(os.environ), 60, 30, 0.0)
+    assert result["done_training"] and result["exited_within_limit"]
+    assert result["returncode"] == 0 and not result["aborted_for_stacks"]
+    hangs = [sys.executable, "-c", HANGS_AFTER_DONE]
+    result = gpu_check.watch_run(hangs, dict(os.environ), 60, 1, 0.0)
+    assert result["done_training"] and not result["exited_within_limit"]
+    assert result["aborted_for_stacks"] and result["losses"] == [(1, 3.5)]
+    stacks = "\n".join(result["after_done"])
+    assert "most recent call first" in stacks and "wait_for_ever" in stacks
 
 
 @pytest.mark.slow
@@ -87,4 +148,4 @@ def test_gpu_check_script_runs_in_cpu_tiny_mode(tmp_path):
         assert result["host_syncs"]["per_update"]["plugin"] == 0
         assert result["step_clips_per_s"] > 0
     table = (tmp_path / "out" / "gpu_check.md").read_text()
-    assert "| mae_ast patch fast | 2 |" in table and "MAE-AST / SSAST" in table
+    assert "| mae_ast patch fast | 2 | 2 |" in table and "MAE-AST / SSAST" in table

@@ -179,7 +179,8 @@ def test_commands_window_long_files(folders, tmp_path):
     model, task = load_classifier(str(classifier))
     short = predict.predict_file(model, task, str(audio / "short.wav"))
     fbank = compute_fbank(load_audio(str(audio / "short.wav"), RATE), task.cfg.features)
-    assert torch.allclose(short, torch.softmax(model(fbank=fbank[None])["logits"][0], -1), atol=1e-6)
+    logits = model(fbank=fbank[None])["logits"][0]
+    assert torch.allclose(short, torch.softmax(logits, -1), atol=1e-6)
     windowed = predict.predict_file(model, task, str(audio / "long.wav"))
     encoder = load_encoder(str(classifier))
     tokens = encoder.extract_features([long], RATE).last_hidden_state
@@ -187,4 +188,5 @@ def test_commands_window_long_files(folders, tmp_path):
     assert torch.allclose(windowed, torch.softmax(logits[0], -1), atol=1e-6)
     whole = predict.predict_file(model, task, str(audio / "long.wav"), windowing=None)
     fbank = compute_fbank(long, task.cfg.features)
-    assert torch.allclose(whole, torch.softmax(model(fbank=fbank[None])["logits"][0], -1), atol=1e-6)
+    logits = model(fbank=fbank[None])["logits"][0]
+    assert torch.allclose(whole, torch.softmax(logits, -1), atol=1e-6)

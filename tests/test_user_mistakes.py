@@ -236,6 +236,7 @@ def test_fairseq_hydra_train_names_mistakes_without_a_traceback(labelled, tmp_pa
         assert "fairseq-hydra-train: error: " in output and expected in output, output[-3000:]
 
 
+@pytest.mark.slow
 def test_input_errors_print_one_line_outside_tools():
     """The excepthook that fairseq-hydra-train gets: an InputError is one line, status 1; any
     other exception keeps its traceback."""

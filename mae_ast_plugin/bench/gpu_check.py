@@ -140,6 +140,20 @@ def hydra_run(args, corpus: Path, run_dir: Path, start: float) -> dict:
     ]
     stamp(start, "fairseq-hydra-train: " + " ".join(cmd[3:]))
     env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="1")
+    result = watch_run(cmd, env, args.hydra_timeout, EXIT_LIMIT_S, start)
+    result["command"] = " ".join(cmd[1:])
+    return result
+
+
+def watch_run(cmd, env, timeout: float, exit_limit: float, start: float) -> dict:
+    """Run ``cmd`` (in ``REPO``, its own process group) until it logs "done training" or
+    ``timeout`` seconds pass, then give it ``exit_limit`` seconds to exit.  A run still alive
+    then gets SIGABRT first: with ``PYTHONFAULTHANDLER`` set, Python prints every thread's
+    stack, so the report says where the exit hangs; then its whole group is killed.  Returns
+    the losses logged by ``[train_inner]``, ``done_training``, ``exited_within_limit``,
+    ``exit_after_done_s``, the log's last lines and every line after "done training"
+    (``after_done``, the stacks included)."""
+    env = dict(env, PYTHONFAULTHANDLER="1")
     # its own process group: a hung run is ended with its loader workers
     proc = subprocess.Popen(
         cmd,
@@ -151,8 +165,8 @@ def hydra_run(args, corpus: Path, run_dir: Path, start: float) -> dict:
         start_new_session=True,
     )
     began = time.monotonic()
-    done_at, lines, losses = None, [], []
-    deadline = began + args.hydra_timeout
+    done_at, done_line, lines, losses = None, None, [], []
+    deadline = began + timeout
     # A reader thread, so that a run that goes silent (compiling, or hung) cannot block the
     # check past its deadline.
     queue = Queue()
@@ -162,7 +176,8 @@ def hydra_run(args, corpus: Path, run_dir: Path, start: float) -> dict:
             queue.put(text)
         queue.put(None)
 
-    Thread(target=read, daemon=True).start()
+    reader = Thread(target=read, daemon=True)
+    reader.start()
     while True:
         try:
             line = queue.get(timeout=max(0.1, deadline - time.monotonic()))
@@ -171,46 +186,60 @@ def hydra_run(args, corpus: Path, run_dir: Path, start: float) -> dict:
         if line is None:
             break
         lines.append(line.rstrip())
-        if "[train_inner]" in line or "[train]" in line:
+        if "[train_inner]" in line:
             match = re.search(r'"loss": "([0-9.]+)".*"num_updates": "(\d+)"', line)
-            if match and "[train_inner]" in line:
+            if match:
                 losses.append((int(match.group(2)), float(match.group(1))))
+        # fairseq_cli/train.py's last line: "done training in X seconds"
         if "done training" in line and done_at is None:
-            done_at = time.monotonic()
+            done_at, done_line = time.monotonic(), len(lines)
             stamp(start, "fairseq-hydra-train: done training")
             break
         if time.monotonic() > deadline:
             break
-    exited, exit_s = False, None
+    exited, exit_s, aborted = False, None, False
     if done_at is not None:
         try:
-            proc.wait(timeout=EXIT_LIMIT_S)
+            proc.wait(timeout=exit_limit)
             exited, exit_s = True, time.monotonic() - done_at
         except subprocess.TimeoutExpired:
             pass
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    time.sleep(0.5)  # the reader's last lines
+        # where it hangs: faulthandler's dump of every thread (stderr, read with stdout)
+        os.kill(proc.pid, signal.SIGABRT)
+        aborted = True
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the loader workers too, if any are left
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    reader.join(timeout=5)  # the last lines, the stacks included
     while not queue.empty():
         line = queue.get()
         if line is not None:
             lines.append(line.rstrip())
     result = {
-        "command": " ".join(cmd[1:]),
         "returncode": proc.returncode,
         "done_training": done_at is not None,
         "exited_within_limit": exited,
         "exit_after_done_s": exit_s,
+        "aborted_for_stacks": aborted,
         "run_s": (done_at or time.monotonic()) - began,
         "losses": losses,
         "log_tail": lines[-15:],
+        "after_done": lines[done_line:][:400] if done_line is not None else [],
     }
     stamp(
         start,
         f"fairseq-hydra-train: done={result['done_training']} exited={exited} "
         f"(after {exit_s if exit_s is None else round(exit_s, 1)} s) rc={proc.returncode}",
     )
+    if aborted:
+        stamp(start, "fairseq-hydra-train: stacks at the hang:\n" + "\n".join(result["after_done"]))
     return result
 
 
@@ -302,6 +331,16 @@ def add_mfu(result: dict, size: dict, peak_tflops: float | None):
     result["mfu"] = result["model_tflops"] / peak_tflops if peak_tflops else None
 
 
+def clips_per_step(result: dict) -> str:
+    """The clips the timed steps trained on ("32", or "30-32" when they differed), "-" for a
+    result that did not record them."""
+    clips = result.get("step_clips")
+    if not clips:
+        return "-"
+    low, high = min(clips), max(clips)
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
@@ -313,7 +352,7 @@ def markdown(report: dict) -> str:
     rows = []
     for r in report["results"]:
         if "error" in r:
-            rows.append([r["name"], r.get("batch", "-"), "-", "-", "-", "-", r["error"]])
+            rows.append([r["name"], r.get("batch", "-"), "-", "-", "-", "-", "-", r["error"]])
             continue
         syncs = r.get("host_syncs") or {}
         per = syncs.get("per_update")
@@ -324,6 +363,7 @@ def markdown(report: dict) -> str:
             [
                 f"{r['model']} {r['tokens']} {r['variant']}",
                 r["batch"],
+                clips_per_step(r),
                 f"{r['step_s'] * 1e3:.1f}",
                 f"{r['step_clips_per_s']:.0f}",
                 f"{r['peak_memory_bytes'] / 2**30:.2f}" if r.get("peak_memory_bytes") else "-",
@@ -335,6 +375,7 @@ def markdown(report: dict) -> str:
         [
             "config",
             "batch",
+            "clips per step",
             "step ms",
             "clips/s",
             "peak GiB",
@@ -363,6 +404,11 @@ def markdown(report: dict) -> str:
             f"{h['done_training']}, exited {h['exited_within_limit']} "
             f"({h['exit_after_done_s']} s after), losses {h['losses'][-4:]}",
         ]
+        if h.get("aborted_for_stacks"):
+            lines.append(
+                "; it did not exit: its threads' stacks at the hang are the JSON's "
+                "hydra_run.after_done"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -435,7 +481,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from mae_ast_plugin.bench.pretrain_report import machine_info
+    from mae_ast_plugin.bench.report import machine_info
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print(

@@ -6,6 +6,7 @@ corpus (a third of it at 44.1 kHz, so the loader resamples), per model and varia
 (its workers alone), to say which of the two limits training.
 """
 
+import contextlib
 import os
 import resource
 import statistics
@@ -54,6 +55,28 @@ def build_trainer(config_name: str, overrides, seed: int):
     return task, trainer, epoch_itr
 
 
+@contextlib.contextmanager
+def peaks_kept(peaks: list):
+    """While open, each ``torch.cuda.reset_peak_memory_stats()`` first appends the peak it
+    clears (``max_memory_allocated``, bytes) to ``peaks``.  fairseq's ``Trainer.train_step``
+    resets the peak at the end of every step (for its gb_free log), so a peak read after the
+    step would hold only what stays allocated (weights, gradients, optimizer state), not the
+    step's activations."""
+    import torch
+
+    reset = torch.cuda.reset_peak_memory_stats
+
+    def record_then_reset(device=None):
+        peaks.append(torch.cuda.max_memory_allocated(device))
+        reset(device)
+
+    torch.cuda.reset_peak_memory_stats = record_then_reset
+    try:
+        yield peaks
+    finally:
+        torch.cuda.reset_peak_memory_stats = reset
+
+
 def run_trainer_config(spec: dict) -> dict:
     """Time ``Trainer.train_step`` on batches from the real loader, and the loader alone:
     ``spec["warmup"]`` untimed then ``spec["steps"]`` timed steps; returns step time (s, median),
@@ -98,41 +121,51 @@ def run_trainer_config(spec: dict) -> dict:
 
     # The data path alone: the loader as configured (workers; waveforms, or cached filterbanks).
     # ``distinct_batches`` (default: one per step) are loaded and the steps cycle through them,
-    # so that a large batch needs no corpus of (warm-up + steps) x batch clips.
+    # so that a large batch needs no corpus of (warm-up + steps) x batch clips.  Only full
+    # batches of spec["batch"] clips are timed: an epoch's shuffled batches include its
+    # remainder (544 clips in batches of 512 leave one of 32), and timing that one would report
+    # a smaller batch than the one asked for.
     needed = spec["warmup"] + spec["steps"]
     distinct = min(needed, spec.get("distinct_batches") or needed)
-    batches, clips = [], 0
+    batches, clips, short = [], 0, []
     itr = epoch_itr.next_epoch_itr(shuffle=True)
     if spec.get("skip_first_batch", True):
         next(itr)  # worker start-up is not throughput
     start = time.perf_counter()
     for sample in itr:
-        batches.append(sample)
         clips += len(sample["id"])
+        if len(sample["id"]) != spec["batch"]:
+            short.append(len(sample["id"]))
+            continue
+        batches.append(sample)
         if len(batches) == distinct:
             break
     loader_s = time.perf_counter() - start
     if len(batches) < distinct:
-        raise RuntimeError(f"the corpus gave {len(batches)} batches, {distinct} needed")
+        raise RuntimeError(
+            f"the corpus gave {len(batches)} batches of {spec['batch']} clips (and batches of "
+            f"{short} clips), {distinct} needed: generate a larger corpus"
+        )
     batches = [batches[i % distinct] for i in range(needed)]
 
-    times, cpu_times, step_clips = [], [], []
-    for i, sample in enumerate(batches):
-        sync()
-        start, cpu_start = time.perf_counter(), time.process_time()
-        trainer.train_step([sample])
-        sync()
-        if i >= spec["warmup"]:
-            times.append(time.perf_counter() - start)
-            cpu_times.append(time.process_time() - cpu_start)
-            step_clips.append(len(sample["id"]))
+    times, cpu_times, step_clips, peaks = [], [], [], []
+    with peaks_kept(peaks):
+        for i, sample in enumerate(batches):
+            sync()
+            start, cpu_start = time.perf_counter(), time.process_time()
+            trainer.train_step([sample])
+            sync()
+            if i >= spec["warmup"]:
+                times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - cpu_start)
+                step_clips.append(len(sample["id"]))
     step_s = statistics.median(times)
     graphs = None
     if spec["variant"] in ("compiled", "fast"):
         from mae_ast_plugin.tasks.mae_ast_pretraining import compiled_graphs
 
         graphs = compiled_graphs()
-    peak = torch.cuda.max_memory_allocated() if cuda else None
+    peak = max([*peaks, torch.cuda.max_memory_allocated()]) if cuda else None
     syncs = None
     if spec.get("count_syncs"):
         # one more step inside the dispatch mode: what still makes the host wait, per update
@@ -152,6 +185,8 @@ def run_trainer_config(spec: dict) -> dict:
     return {
         **{k: spec[k] for k in ("name", "model", "tokens", "layers", "variant", "device")},
         "batch": spec["batch"],
+        # the clips each timed step trained on (the batch, unless the loader gave fewer)
+        "step_clips": step_clips,
         "workers": spec["workers"],
         "step_s": step_s,
         "step_cpu_time_s": statistics.median(cpu_times),

@@ -75,7 +75,7 @@ def fold_inputs(config_name, data_dir, pretrained, overrides, eval_split) -> dic
         "config_name": config_name,
         "overrides": list(overrides),
         "eval_split": eval_split,
-        "recipe": inputs_fingerprint([recipe])[str(recipe.resolve())],
+        "recipe": next(iter(inputs_fingerprint([recipe]).values())),
         "pretrained": inputs_fingerprint([pretrained]) if pretrained else None,
         "data": inputs_fingerprint([data_dir]),
     }
@@ -169,13 +169,14 @@ def main(argv=None):
     check_overrides(args.overrides, args.eval_split)
     from ..checkpoints import ArtefactError, identify
 
-    try:  # before any fold trains: what model.pretrained_checkpoint will be given
+    # before any fold trains: every fold's files, then what model.pretrained_checkpoint gets
+    check_fold_data(Path(args.data).resolve(), args.folds, args.eval_split)
+    try:
         identify(args.pretrained)
     except ArtefactError as err:
         raise SystemExit(f"mae-ast-cv: --pretrained: {err}") from None
 
     out = Path(args.out).resolve()
-    check_fold_data(Path(args.data).resolve(), args.folds, args.eval_split)
     fold_results = {}
     for fold in args.folds:
         data_dir = Path(args.data).resolve() / f"fold{fold}"

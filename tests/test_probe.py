@@ -150,6 +150,23 @@ def test_random_init_keeps_architecture_and_input_statistics():
                        fresh.model.state_dict()[weight])
 
 
+def test_random_init_keeps_the_front_end(tmp_path):
+    """The fresh encoder's front end computes the checkpoint's filterbank, not the default one
+    (an 8 kHz encoder stays 8 kHz)."""
+    from mae_ast_plugin import load_encoder
+    from mae_ast_plugin.encoder import MaeAstEncoder
+    from mae_ast_plugin.features import FbankConfig
+    from mae_ast_plugin.models.mae_ast import build_pretraining_network
+
+    encoder = load_encoder(str(CHECKPOINT))
+    features = FbankConfig(sample_rate=8000)
+    model = build_pretraining_network(
+        {**dict(encoder.model.cfg), "_name": "mae_ast"}, features
+    )
+    fresh = probe_data.random_init_encoder(MaeAstEncoder(model, features), seed=1)
+    assert fresh.model.front_end.cfg == fresh.features == features
+
+
 @pytest.mark.slow
 def test_bad_input_names_the_file(pitch_task, tmp_path):
     task = tmp_path / "bad"

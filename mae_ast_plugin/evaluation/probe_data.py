@@ -146,7 +146,7 @@ def random_init_encoder(encoder, seed: int):
     model = encoder.model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        fresh = type(model)(model.cfg)
+        fresh = type(model)(model.cfg, features=model.front_end.cfg)
     fresh.batch_norm.load_state_dict(model.batch_norm.state_dict())
     return MaeAstEncoder(fresh, encoder.features, device=encoder.device)
 

@@ -15,6 +15,7 @@ from conftest import REPO
 from tiny_folders import tiny_folder, tone_clip
 
 from mae_ast_plugin import load_encoder
+from mae_ast_plugin.checkpoints import load_classifier
 from mae_ast_plugin.export import main as export_main
 from mae_ast_plugin.tools import predict
 
@@ -125,7 +126,7 @@ def test_hf_folders_match_load_encoder_and_predict(sources, tmp_path):
     config = json.loads((folders["frame classifier folder"] / "config.json").read_text())
     assert config["id2label"] == {str(i): f"class {i}" for i in range(4)}
     assert list(got[f"{folder}|labels"]) == [f"class {i}" for i in range(4)]
-    model, task = predict.load_exported_classifier(str(sources["frame classifier folder"]))
+    model, task = load_classifier(str(sources["frame classifier folder"]))
     for name in ("short", "long"):
         wav = tmp_path / f"{name}.wav"
         soundfile.write(wav, clips[name], 16000, subtype="FLOAT")

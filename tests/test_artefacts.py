@@ -170,15 +170,18 @@ def call(column, path, data, tmp_path):
 
         config = MaeAstClassifierConfig(pretrained_checkpoint=str(path))
         try:
-            encoder = MaeAstClassifier._build_encoder(config, FbankConfig()).eval()
+            pretrained_cfg, source = MaeAstClassifier.pretrained_config(config, FbankConfig())
+            encoder = MaeAstClassifier._build_encoder(
+                config, pretrained_cfg, FbankConfig(), source
+            ).eval()
         except ArtefactError as err:
             return 2, str(err)
-        assert config.pretrained_cfg["checkpoint"] == str(path)
+        assert pretrained_cfg["checkpoint"] == str(path)
         reference = checkpoints.load_encoder(path).model
         fbank = torch.randn(2, 64, 128)
         with torch.no_grad():
-            ours = encoder(fbank, None, mask=False)["x"]
-            expected = reference(fbank, None, mask=False)["x"]
+            ours = encoder(fbank=fbank, mask=False)["x"]
+            expected = reference(fbank=fbank, mask=False)["x"]
         assert torch.allclose(ours, expected, atol=1e-5)
         return 0, ""
     if column == "extract_features":
@@ -347,7 +350,8 @@ def test_cv_checks_the_pretrained_model_before_training(made, data, tmp_path):
 
     run_dir = made("classifier_ours").parent
     code, text = run_main(main, ["--config-name", "esc50", "--data", data["esc50"].parent,
-                                 "--pretrained", run_dir, "--out", tmp_path / "cv"])
+                                 "--folds", "1", "--pretrained", run_dir,
+                                 "--out", tmp_path / "cv"])
     assert code != 0 and "--pretrained" in text and "give one of them" in text, text
     assert not (tmp_path / "cv").exists()
 

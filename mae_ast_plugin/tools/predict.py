@@ -19,6 +19,7 @@ which needs no fairseq.
 import logging
 import os
 import sys
+from dataclasses import fields
 
 import torch
 
@@ -33,6 +34,7 @@ from mae_ast_plugin.encoder import (
 )
 from mae_ast_plugin.features import (
     AudioError,
+    FbankConfig,
     as_mono_waveform,
     load_audio,
     num_frames,
@@ -116,7 +118,9 @@ def predict_clip(
     if frames < model.min_frames:
         name = audio if isinstance(audio, (str, os.PathLike)) else "audio"
         raise AudioError(f"{name}: {frames} frames, fewer than one token ({model.min_frames})")
-    encoder = MaeAstEncoder(model.encoder_model, features, device=device)
+    # the task's config node as the plain FbankConfig the encoder's front end was built with
+    fbank_cfg = FbankConfig(**{f.name: getattr(features, f.name) for f in fields(FbankConfig)})
+    encoder = MaeAstEncoder(model.encoder_model, fbank_cfg, device=device)
     out = encoder.extract_features([waveform], features.sample_rate, windowing=windowing)
     tokens = model.combine_layers(out.last_hidden_state, out.hidden_states)
     padding = out.padding_mask if out.padding_mask.any() else None  # one clip: no padding

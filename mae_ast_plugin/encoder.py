@@ -18,7 +18,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .checkpoints import load_encoder  # noqa: F401  (re-exported; loading lives there)
 from .features import (
     AudioError,
     FbankConfig,
@@ -29,6 +28,7 @@ from .features import (
     shift_samples,
     window_samples,
 )
+from .model_io import load_encoder  # noqa: F401  (re-exported; loading lives there)
 
 
 @dataclass

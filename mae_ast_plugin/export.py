@@ -4,7 +4,7 @@
     mae-ast-export CHECKPOINT OUT_DIR --format safetensors
     mae-ast-export CHECKPOINT OUT_DIR --format hf
 
-CHECKPOINT is any model the plugin reads (``mae_ast_plugin.checkpoints``, which does the
+CHECKPOINT is any model the plugin reads (``mae_ast_plugin.model_io``, which does the
 work): ours or the authors', pretraining or fine-tuned, or an exported folder.
 
 ``authors``: a fairseq checkpoint in the exact layout of the authors' plugin
@@ -17,7 +17,7 @@ another analysis window) is refused with an error naming it, and so is an export
 lacks the decoder their format holds: the error names the ``.pt`` it was exported from).
 
 ``safetensors``: a folder ``model.safetensors`` + ``config.json`` (see
-:mod:`mae_ast_plugin.checkpoints.folder`) of any model (a pretraining or fine-tuned checkpoint,
+:mod:`mae_ast_plugin.model_io.folder`) of any model (a pretraining or fine-tuned checkpoint,
 ours or the authors', or an exported folder, copied), which ``mae_ast_plugin.load_encoder``
 and ``mae-ast-predict`` read without fairseq.
 
@@ -33,8 +33,8 @@ import argparse
 import logging
 import sys
 
-from .checkpoints import ArtefactError, export
-from .checkpoints.authors import AUTHORS_MAX_TOKEN_LENGTH, NotExportableError  # noqa: F401
+from .model_io import ArtefactError, export
+from .model_io.authors import AUTHORS_MAX_TOKEN_LENGTH, NotExportableError  # noqa: F401
 
 logger = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ AUTO_MAP = {
 
 def hf_config(config: dict) -> dict:
     """The ``config.json`` of the HF folder from an exported folder's config (see
-    :mod:`mae_ast_plugin.checkpoints.folder`)."""
+    :mod:`mae_ast_plugin.model_io.folder`)."""
     encoder, features = config["encoder"], FbankConfig(**config["features"])
     window_samples = int(round(DEFAULT_WINDOWING.window_s * features.sample_rate))
     out = {
@@ -117,7 +117,7 @@ def export_hf(source: str, out_dir: str) -> dict:
     renamed."""
     from safetensors.torch import load_file, save_file
 
-    from .checkpoints.folder import WEIGHTS_NAME, is_model_folder, read_config
+    from .model_io.folder import WEIGHTS_NAME, is_model_folder, read_config
 
     with tempfile.TemporaryDirectory(prefix="mae_ast_hf_") as scratch:
         folder = str(source)

@@ -25,8 +25,8 @@ from finetune_helpers import (
     write_labelled_corpus,
 )
 
-from mae_ast_plugin import checkpoints
-from mae_ast_plugin.checkpoints import ArtefactError
+from mae_ast_plugin import model_io
+from mae_ast_plugin.model_io import ArtefactError
 
 pytestmark = pytest.mark.slow  # the rows are made by fairseq-hydra-train runs
 
@@ -143,8 +143,8 @@ def features_of(encoder):
 
 
 def same_encoder(path_a, path_b):
-    a = features_of(checkpoints.load_encoder(path_a))
-    b = features_of(checkpoints.load_encoder(path_b))
+    a = features_of(model_io.load_encoder(path_a))
+    b = features_of(model_io.load_encoder(path_b))
     assert torch.equal(a.padding_mask, b.padding_mask)
     assert torch.allclose(a.last_hidden_state, b.last_hidden_state, atol=1e-5)
 
@@ -154,7 +154,7 @@ def call(column, path, data, tmp_path):
     when it ran but did not do its work."""
     if column == "load_encoder":
         try:
-            encoder = checkpoints.load_encoder(path)
+            encoder = model_io.load_encoder(path)
         except ArtefactError as err:
             return 2, str(err)
         out = features_of(encoder)
@@ -177,7 +177,7 @@ def call(column, path, data, tmp_path):
         except ArtefactError as err:
             return 2, str(err)
         assert pretrained_cfg["checkpoint"] == str(path)
-        reference = checkpoints.load_encoder(path).model
+        reference = model_io.load_encoder(path).model
         fbank = torch.randn(2, 64, 128)
         with torch.no_grad():
             ours = encoder(fbank=fbank, mask=False)["x"]
@@ -263,11 +263,11 @@ def test_kinds_and_sources_are_recognised(made):
         "classifier_folder": "classifier_folder",
     }
     for row, kind in kinds.items():
-        artefact = checkpoints.identify(made(row))
+        artefact = model_io.identify(made(row))
         assert artefact.kind == kind, row
         expected = str(made(SOURCE[row])) if row in SOURCE else None
         assert artefact.source == expected, row
-    assert checkpoints.identify(made("ours_ssast")).model_type == "ssast"
+    assert model_io.identify(made("ours_ssast")).model_type == "ssast"
 
 
 def test_a_folder_exported_again_keeps_its_source(made, tmp_path):
@@ -277,7 +277,7 @@ def test_a_folder_exported_again_keeps_its_source(made, tmp_path):
     assert run_main(main, [made("encoder_folder"), again, "--format", "safetensors"])[0] == 0
     config = json.loads((again / "config.json").read_text())
     assert config["provenance"]["source_folder"] == str(made("encoder_folder"))
-    assert checkpoints.identify(again).source == str(made("ours_patch"))
+    assert model_io.identify(again).source == str(made("ours_patch"))
     same_encoder(made("encoder_folder"), again)
 
 

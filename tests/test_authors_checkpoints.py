@@ -10,9 +10,9 @@ from fairseq import checkpoint_utils
 from omegaconf import OmegaConf
 
 import mae_ast_plugin  # noqa: F401
-from mae_ast_plugin.checkpoints.authors import IncompatibleCheckpointError, upgrade_authors_cfg
 from mae_ast_plugin.encoder import load_encoder
 from mae_ast_plugin.features import compute_fbank
+from mae_ast_plugin.model_io.authors import IncompatibleCheckpointError, upgrade_authors_cfg
 
 FIXTURES = Path(__file__).parent / "fixtures" / "authors-mae-ast"
 KINDS = ["patch", "frame"]

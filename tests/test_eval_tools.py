@@ -123,7 +123,7 @@ def test_predict_reports_unreadable_files(runs, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_predict_refuses_a_pretraining_checkpoint(base):
-    from mae_ast_plugin.checkpoints import NotAClassifierError
+    from mae_ast_plugin.model_io import NotAClassifierError
 
     with pytest.raises(NotAClassifierError, match="pretraining checkpoint without a classifier"):
         predict.load_classifier(pretrained_checkpoint(base))

@@ -24,9 +24,9 @@ from finetune_helpers import (
 )
 
 from mae_ast_plugin import load_encoder
-from mae_ast_plugin.checkpoints.authors import NotExportableError, authors_cfg
 from mae_ast_plugin.export import main as export_main
 from mae_ast_plugin.features import FbankConfig
+from mae_ast_plugin.model_io.authors import NotExportableError, authors_cfg
 
 # Every test here starts a Python process (README, "Commands": the test tiers).
 pytestmark = pytest.mark.slow
@@ -153,7 +153,7 @@ def test_authors_format_loads_in_s3prl_with_the_same_hidden_states(name, checkpo
                 assert theirs_layer.shape == expected.shape
                 assert torch.allclose(theirs_layer, expected, atol=1e-4)
 
-    # and the export reads back into this plugin (through checkpoints.authors) as the same encoder
+    # and the export reads back into this plugin (through model_io.authors) as the same encoder
     again = load_encoder(str(out)).extract_features([clip(9000, 3)], 16000).last_hidden_state
     first = encoder.extract_features([clip(9000, 3)], 16000).last_hidden_state
     assert torch.allclose(again, first, atol=1e-5)
@@ -210,7 +210,7 @@ BLOCKED_RUNNER = textwrap.dedent(
     import numpy as np
     import torch
     import mae_ast_plugin
-    from mae_ast_plugin.checkpoints import load_classifier
+    from mae_ast_plugin.model_io import load_classifier
     from mae_ast_plugin.tools import predict
 
     folder, clips, out, wav = sys.argv[1:5]
@@ -319,7 +319,7 @@ def test_classifier_folder_predicts_without_fairseq(recipe, runs, base, tmp_path
 
 
 def test_folder_with_unknown_encoder_field_is_refused(checkpoints, tmp_path):
-    from mae_ast_plugin.checkpoints import FolderFormatError
+    from mae_ast_plugin.model_io import FolderFormatError
 
     folder = tmp_path / "model"
     exported = export_script(

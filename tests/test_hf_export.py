@@ -15,8 +15,8 @@ from conftest import REPO
 from tiny_folders import tiny_folder, tone_clip
 
 from mae_ast_plugin import load_encoder
-from mae_ast_plugin.checkpoints import load_classifier
 from mae_ast_plugin.export import main as export_main
+from mae_ast_plugin.model_io import load_classifier
 from mae_ast_plugin.tools import predict
 
 AUTHORS = REPO / "tests" / "fixtures" / "authors-mae-ast"

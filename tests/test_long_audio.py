@@ -12,8 +12,8 @@ import torch
 from tiny_folders import tiny_folder, tone_clip
 
 from mae_ast_plugin import Windowing, load_encoder
-from mae_ast_plugin.checkpoints import load_classifier
 from mae_ast_plugin.encoder import window_plan
+from mae_ast_plugin.model_io import load_classifier
 from mae_ast_plugin.modules import tokens
 
 RATE = 16000

@@ -13,10 +13,10 @@ import torch
 from conftest import REPO, synth_clip
 
 from mae_ast_plugin import load_encoder
-from mae_ast_plugin.checkpoints import UnsafeCheckpointError, read_checkpoint
 from mae_ast_plugin.evaluation.evaluate import evaluate
 from mae_ast_plugin.experiments import demo
 from mae_ast_plugin.features import FbankConfig
+from mae_ast_plugin.model_io import UnsafeCheckpointError, read_checkpoint
 from mae_ast_plugin.tools import predict
 
 # Every test here starts a Python process (README, "Commands": the test tiers).

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mae_ast_plugin.checkpoints.folder import save_folder
 from mae_ast_plugin.features import FbankConfig
+from mae_ast_plugin.model_io.folder import save_folder
 from mae_ast_plugin.modules.classifier import ClipClassifier
 from mae_ast_plugin.modules.mae_ast import MaeAst, MaeAstConfig
 

@@ -167,7 +167,7 @@ def main(argv=None):
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides (after --)")
     args = parser.parse_args(argv)
     check_overrides(args.overrides, args.eval_split)
-    from ..checkpoints import ArtefactError, identify
+    from ..model_io import ArtefactError, identify
 
     # before any fold trains: every fold's files, then what model.pretrained_checkpoint gets
     check_fold_data(Path(args.data).resolve(), args.folds, args.eval_split)

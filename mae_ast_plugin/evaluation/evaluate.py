@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from ..atomic_io import atomic_target, atomic_write_json
-from ..checkpoints import ArtefactError, load_classifier
 from ..cli import device_option
 from ..errors import InputError
+from ..model_io import ArtefactError, load_classifier
 from ..tools.predict import (
     benchmark_of,
     class_probabilities,

@@ -111,7 +111,7 @@ def run_probe(
 ) -> dict:
     """Probe ``checkpoint`` (anything ``mae_ast_plugin.load_encoder`` loads) on ``manifest_dir``;
     returns the report (see the module docstring).  Deterministic for the same inputs."""
-    from ..checkpoints import load_encoder
+    from ..model_io import load_encoder
 
     started = time.time()
     classes, splits = read_task(manifest_dir, multi_label)
@@ -287,8 +287,8 @@ def probe_to_dir(argv=None) -> dict:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # the manifest reader's per-file INFO lines would drown the table (fairseq logs at INFO)
     logging.getLogger("mae_ast_plugin.data").setLevel(logging.WARNING)
-    from ..checkpoints import ArtefactError
     from ..errors import InputError
+    from ..model_io import ArtefactError
 
     try:
         report = run_probe(

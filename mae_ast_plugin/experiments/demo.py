@@ -229,7 +229,7 @@ def finetune_keyword(runs: dict) -> dict:
 
 def encoder_overrides(checkpoint: Path):
     """From-scratch runs get the pretrained model's encoder size, so only the weights differ."""
-    from mae_ast_plugin.checkpoints import encoder_source
+    from mae_ast_plugin.model_io import encoder_source
 
     model = encoder_source(checkpoint).model_cfg  # the authors' cfg upgraded too
     keys = ("token_frames", "token_mel_bins", "encoder_layers", "encoder_embed_dim",

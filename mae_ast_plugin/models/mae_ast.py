@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model
 
-from ..checkpoints.authors import drop_authors_buffers
+from ..model_io.authors import drop_authors_buffers
 from ..modules import mae_ast
 from ..modules.mae_ast import INIT_STYLES
 from ..modules.masking import MASK_TYPES

@@ -5,7 +5,7 @@ no overlap, the pretraining positions), mean-pool its last outputs over the clip
 with a linear head, fine-tuning everything.  The options below reproduce the protocols the paper
 borrowed (SSAST's library for AS/ESC/KS2, SUPERB for KS1/SID/ER) and the usual variants.
 
-The encoder comes from ``pretrained_checkpoint`` (any model ``mae_ast_plugin.checkpoints`` reads:
+The encoder comes from ``pretrained_checkpoint`` (any model ``mae_ast_plugin.model_io`` reads:
 ours or the authors', pretraining or fine-tuned, or an exported folder), or is trained from
 scratch with the architecture in ``encoder`` when that is empty.  The encoder's config is kept
 in ``pretrained_cfg`` (filled in automatically, like wav2vec2's ``w2v_args``) so a fine-tuned
@@ -25,9 +25,9 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model
 from omegaconf import OmegaConf, open_dict
 
-from ..checkpoints import encoder_source
 from ..errors import InputError
 from ..features import FbankConfig
+from ..model_io import encoder_source
 from ..modules.classifier import ClipClassifier
 from .mae_ast import MaeAstModelConfig, build_pretraining_network
 
@@ -154,7 +154,7 @@ class MaeAstClassifier(ClipClassifier, BaseFairseqModel):
     def pretrained_config(cfg: MaeAstClassifierConfig, features) -> tuple[dict, Optional[Any]]:
         """The encoder's ``pretrained_cfg`` (``checkpoint``, its ``model`` config and its
         ``features``) for a model starting fine-tuning, and the
-        ``checkpoints.EncoderSource`` its weights come from (any artefact the checkpoints
+        ``model_io.EncoderSource`` its weights come from (any artefact the model_io
         module reads; None for a scratch encoder built from ``cfg.encoder``)."""
         if not cfg.pretrained_checkpoint:
             model_cfg = {**_container(cfg.encoder), "_name": "mae_ast"}

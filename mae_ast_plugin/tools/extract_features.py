@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from mae_ast_plugin.atomic_io import atomic_save_npy, atomic_write_text
-from mae_ast_plugin.checkpoints import ArtefactError, load_encoder
 from mae_ast_plugin.cli import command_parser, device_option
 from mae_ast_plugin.data.manifest import read_manifest
 from mae_ast_plugin.encoder import add_window_option, windowing_of
 from mae_ast_plugin.errors import InputError
 from mae_ast_plugin.features import AudioError, load_audio, num_frames
 from mae_ast_plugin.hashing import file_stamps
+from mae_ast_plugin.model_io import ArtefactError, load_encoder
 
 
 def get_parser():

@@ -18,9 +18,9 @@ import sys
 import torch
 
 import mae_ast_plugin  # noqa: F401  (registers the plugin, upgrades authors' checkpoints)
-from mae_ast_plugin.checkpoints import ArtefactError, load_pretraining_model
 from mae_ast_plugin.cli import command_parser
 from mae_ast_plugin.features import load_audio
+from mae_ast_plugin.model_io import ArtefactError, load_pretraining_model
 from mae_ast_plugin.plotting import plot_reconstruction, reconstruction_images
 
 

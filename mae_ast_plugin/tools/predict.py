@@ -23,7 +23,6 @@ from dataclasses import fields
 
 import torch
 
-from mae_ast_plugin.checkpoints import load_classifier
 from mae_ast_plugin.cli import command_parser, device_option
 from mae_ast_plugin.encoder import (
     DEFAULT_WINDOWING,
@@ -40,6 +39,7 @@ from mae_ast_plugin.features import (
     num_frames,
     resample,
 )
+from mae_ast_plugin.model_io import load_classifier
 
 # Table 1's columns, told apart by the class count and label type of their data.
 TABLE1_BENCHMARKS = {
@@ -152,7 +152,7 @@ def main(argv=None):
     windowing = windowing_of(args)
     logging.basicConfig(level=logging.WARNING)
 
-    from mae_ast_plugin.checkpoints import ArtefactError
+    from mae_ast_plugin.model_io import ArtefactError
 
     try:
         model, task = load_classifier(args.checkpoint, device=args.device)
